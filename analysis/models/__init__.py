@@ -1,0 +1,91 @@
+"""Models of findings.md, one module per family, all returning the tidy shape.
+
+Public entry: :func:`fit_effects` takes the derived tables
+(``survival_episodes``, ``renewal_table``, ``rep_quarter_panel``) and returns
+:class:`ModelResults` (effects, summaries, extras per model). One function per
+model for notebooks: :func:`fit_churn`, :func:`fit_renewal`,
+:func:`fit_complaints`, :func:`fit_linear`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from analysis.models.panel import fit_complaints, fit_linear
+from analysis.models.renewal import fit_renewal
+from analysis.models.survival import fit_churn, km_by_plan, logrank_by_plan
+from analysis.models.tidy import (EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, ModelResults,
+                                  effects_frame)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["fit_effects", "fit_churn", "fit_renewal", "fit_complaints", "fit_linear",
+           "km_by_plan", "logrank_by_plan", "ModelResults", "ModelFit", "EFFECT_COLUMNS",
+           "SUMMARY_COLUMNS"]
+
+TABLES = {"churn": "survival_episodes", "renewal": "renewal_table",
+          "panel": "rep_quarter_panel"}
+
+
+def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
+    """Fit every model of findings.md on the derived tables.
+
+    Parameters
+    ----------
+    derived : {"survival_episodes": ..., "renewal_table": ..., "rep_quarter_panel": ...};
+        a missing table skips its models (logged).
+
+    Returns
+    -------
+    ModelResults
+        ``effects``: tidy rows of every model (headline models first, in the
+        order of config.OUTCOMES, then the variants); ``summaries``: one row per
+        model; ``extras``: {model key: dict} with library objects, coefficient
+        tables, the PH test, Kaplan–Meier table and log-rank test.
+    """
+    fits: dict[str, ModelFit] = {}
+    if TABLES["churn"] in derived:
+        episodes = derived[TABLES["churn"]]
+        fits["churn"] = fit_churn(episodes)
+        fits["churn"].extras["km"] = km_by_plan(episodes)
+        fits["churn"].extras["logrank"] = logrank_by_plan(episodes)
+    else:
+        log.warning("no %s table: churn not modelled", TABLES["churn"])
+    if TABLES["renewal"] in derived:
+        fits["renewal"] = fit_renewal(derived[TABLES["renewal"]])
+        fits["renewal_controls"] = fit_renewal(derived[TABLES["renewal"]], controls=True)
+    else:
+        log.warning("no %s table: renewal not modelled", TABLES["renewal"])
+    if TABLES["panel"] in derived:
+        panel = derived[TABLES["panel"]]
+        fits["complaints"] = fit_complaints(panel)
+        for outcome in ("csat", "nps", "bookings"):
+            fits[outcome] = fit_linear(panel, outcome)
+    else:
+        log.warning("no %s table: panel outcomes not modelled", TABLES["panel"])
+    effects = [f.effects for f in fits.values()]
+    headline = pd.concat(effects, ignore_index=True) if effects else effects_frame([])
+    records = [r for f in fits.values() for r in f.summary.to_dict("records")]
+    summaries = pd.DataFrame(records) if records else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    for _, row in summaries.iterrows():
+        log.info("%s %s: n=%s clusters=%s converged=%s %.2fs", row["outcome"], row["model"],
+                 row["n_obs"], row["n_clusters"], row["converged"], row["seconds"])
+    return ModelResults(effects=_ordered(headline), summaries=summaries,
+                        extras={k: f.extras for k, f in fits.items()})
+
+
+def _ordered(effects: pd.DataFrame) -> pd.DataFrame:
+    """Headline models first (order of config.OUTCOMES, then TERMS), variants after."""
+    from analysis.config import OUTCOMES, TERMS
+
+    headline = {"cox_stratified_tv", "logit_fe", "poisson_fe", "ols_fe"}
+    key = pd.DataFrame({
+        "variant": (~effects["model"].isin(headline)).astype(int),
+        "outcome": effects["outcome"].map({o: i for i, o in enumerate(OUTCOMES)}),
+        "model": effects["model"],
+        "term": effects["term"].map({t: i for i, t in enumerate(TERMS)}),
+    })
+    idx = key.sort_values(["variant", "outcome", "model", "term"], kind="stable").index
+    return effects.loc[idx].reset_index(drop=True)

@@ -1,0 +1,215 @@
+"""Rep × quarter panel models: complaints (Poisson), CSAT, NPS and bookings (linear).
+
+All with rep and quarter fixed effects, errors CRV1 by team (pyfixest: c =
+G/(G−1)·(N−1)/(N−K), fixed effects nested in the clusters not counted in K) and
+t(G−1) intervals — pyfixest's default for CRV1 (``ssc(G_df="min")``), asserted in
+the tests. With fewer than ``MIN_CLUSTERS`` teams the linear models take their
+interval and p-value from the restricted wild cluster bootstrap (Webb weights,
+seeded, :func:`analysis.models.clustered.wild_cluster_ci`); the Poisson model
+has no such interval and is reported non-estimable.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyfixest as pf
+
+from analysis.config import MIN_CLUSTERS, SEED, TERMS
+from analysis.errors import ParameterError
+from analysis.models import design
+from analysis.models.clustered import WILD_REPS, wild_cluster_ci
+from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
+                                  missing_row, summary_frame)
+
+log = logging.getLogger(__name__)
+
+FE_LABEL = "rep and quarter"
+LINEAR = {  # outcome -> (column, weights column or None, scale)
+    "csat": ("csat_mean", "csat_responses", "csat_points"),
+    "nps": ("nps", "nps_responses", "nps_points"),
+    "bookings": ("log_bookings", None, "log_bookings"),
+}
+LinearOutcome = Literal["csat", "nps", "bookings"]
+POISSON_MODEL, LINEAR_MODEL = "poisson_fe", "ols_fe"
+
+
+def _prepare(panel: pd.DataFrame, y: str, extra: list[str]) -> pd.DataFrame:
+    data = design.complete_rows(panel, [y, "rep_id", "quarter", "team_id", *extra])
+    work = design.regressors(data)
+    work["y"] = data[y].astype(float).to_numpy()
+    for c in ("rep_id", "quarter", "team_id", *extra):
+        work[c] = data[c].to_numpy()
+    return work.reset_index(drop=True)
+
+
+def _drop_zero_groups(work: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Poisson: a rep or quarter with no complaints at all has an MLE at −∞; drop it."""
+    n0 = len(work)
+    while True:
+        bad = pd.Series(False, index=work.index)
+        for f in ("rep_id", "quarter"):
+            bad |= work.groupby(f)["y"].transform("sum") == 0
+        if not bad.any():
+            return work.reset_index(drop=True), n0 - len(work)
+        work = work.loc[~bad]
+
+
+def _fml(keep: list[str]) -> str:
+    return "y ~ " + " + ".join(keep) + " | rep_id + quarter"
+
+
+def _used(fit, work: pd.DataFrame) -> pd.DataFrame:
+    na = sorted(getattr(fit, "_na_index", ()) or ())
+    return work.drop(index=na) if na else work
+
+
+def _reasons(work: pd.DataFrame, weights: str | None) -> dict[str, str]:
+    factors = [design.factor_codes(work["rep_id"]), design.factor_codes(work["quarter"])]
+    w = None if weights is None else work[weights].to_numpy(float)
+    return design.identifiability(work[list(TERMS)], factors, FE_LABEL, weights=w)
+
+
+def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+    """``poisson_fe``: complaints ~ weights | rep + quarter, offset log(exposure).
+
+    Parameters
+    ----------
+    panel : the ``rep_quarter_panel`` derived table; rows with exposure > 0 are used.
+    min_clusters : fewer teams than this make every effect non-estimable.
+
+    Returns
+    -------
+    ModelFit
+        Log rate ratios; the summary carries ``pearson_dispersion`` (Pearson χ²/df:
+        well above 1 means overdispersion — the clustered errors stay valid, the
+        model-based ones would not).
+    """
+    t0 = time.perf_counter()
+    outcome, scale = "complaints", "log_rate_ratio"
+    work = _prepare(panel.loc[panel["exposure"] > 0], "complaints", ["exposure"])
+    work["log_exposure"] = np.log(work["exposure"].astype(float))
+    work, n_zero = _drop_zero_groups(work)
+    g = int(work["team_id"].nunique()) if len(work) else 0
+    if work.empty:
+        return empty_fit(outcome, POISSON_MODEL, scale, TERMS,
+                         "not estimable: no complaints in the data")
+    reasons = _reasons(work, None)
+    keep = [t for t in TERMS if not reasons[t]]
+    fit, failure = None, ""
+    if keep:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = pf.fepois(_fml(keep), data=work, offset="log_exposure",
+                                vcov={"CRV1": "team_id"})
+        except Exception as exc:
+            failure = f"not estimable: Poisson fit failed ({type(exc).__name__}: {exc})"
+            log.warning("complaints: %s", failure)
+    used = _used(fit, work) if fit is not None else work
+    n_obs, g = len(used), int(used["team_id"].nunique())
+    rows = _rows(outcome, POISSON_MODEL, scale, fit, reasons, failure, n_obs, g,
+                 min_clusters, wild=None)
+    dispersion = None
+    if fit is not None:
+        mu = np.asarray(fit._Y_hat_response, float).ravel()
+        y = used["y"].to_numpy(float)
+        levels = used["rep_id"].nunique() + used["quarter"].nunique() - 1
+        dof = n_obs - len(keep) - levels
+        dispersion = float(((y - mu) ** 2 / mu).sum() / dof) if dof > 0 else None
+    summary = summary_frame(
+        outcome=outcome, model=POISSON_MODEL, n_obs=n_obs, n_clusters=g,
+        n_events=int(used["y"].sum()), dof=None if fit is None else float(dof),
+        loglik=None, aic=None, converged=bool(fit is not None and fit.convergence),
+        seconds=time.perf_counter() - t0, pearson_dispersion=dispersion,
+        n_dropped_zero_groups=n_zero,
+        note=f"dropped {n_zero} rows in reps/quarters with no complaints; CRV1 by team, t(G-1)")
+    return ModelFit(effects_frame(rows), summary, {"fit": fit})
+
+
+def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
+               min_clusters: int = MIN_CLUSTERS, wild_reps: int = WILD_REPS) -> ModelFit:
+    """``ols_fe`` for csat (weighted by csat_responses), nps (nps_responses) or bookings.
+
+    Parameters
+    ----------
+    panel : the ``rep_quarter_panel`` derived table.
+    outcome : "csat", "nps" or "bookings".
+    min_clusters : below this many teams the interval comes from the wild cluster bootstrap.
+    wild_reps : bootstrap replications.
+
+    Returns
+    -------
+    ModelFit
+    """
+    if outcome not in LINEAR:
+        raise ParameterError(f"unknown linear outcome {outcome!r}; allowed: {', '.join(LINEAR)}")
+    t0 = time.perf_counter()
+    ycol, wcol, scale = LINEAR[outcome]
+    base = panel if wcol is None else panel.loc[panel[wcol] > 0]
+    work = _prepare(base, ycol, [wcol] if wcol else [])
+    if work.empty:
+        return empty_fit(outcome, LINEAR_MODEL, scale, TERMS, "not estimable: no usable rows")
+    reasons = _reasons(work, wcol)
+    keep = [t for t in TERMS if not reasons[t]]
+    fit, failure = None, ""
+    if keep:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = pf.feols(_fml(keep), data=work, weights=wcol, vcov={"CRV1": "team_id"})
+        except Exception as exc:
+            failure = f"not estimable: fit failed ({type(exc).__name__}: {exc})"
+            log.warning("%s: %s", outcome, failure)
+    used = _used(fit, work) if fit is not None else work
+    n_obs, g = len(used), int(used["team_id"].nunique())
+    wild = None
+    if fit is not None and g < min_clusters and g >= 2:
+        wild = _wild(used, keep, wcol, wild_reps)
+    rows = _rows(outcome, LINEAR_MODEL, scale, fit, reasons, failure, n_obs, g, min_clusters,
+                 wild=wild)
+    summary = summary_frame(
+        outcome=outcome, model=LINEAR_MODEL, n_obs=n_obs, n_clusters=g,
+        dof=None if fit is None else float(fit._df_t), loglik=None, aic=None,
+        converged=fit is not None, seconds=time.perf_counter() - t0,
+        r2_within=None if fit is None else float(getattr(fit, "_r2_within", np.nan)),
+        note=("weighted by " + wcol + "; " if wcol else "") + "CRV1 by team, t(G-1)")
+    return ModelFit(effects_frame(rows), summary, {"fit": fit, "wild": wild})
+
+
+def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:
+    factors = [design.factor_codes(used["rep_id"]), design.factor_codes(used["quarter"])]
+    w = None if wcol is None else used[wcol].to_numpy(float)
+    xy = design.demean(np.column_stack([used[keep].to_numpy(float), used["y"].to_numpy(float)]),
+                       factors, w)
+    return {t: wild_cluster_ci(xy[:, :-1], xy[:, -1], used["team_id"].to_numpy(), j,
+                               weights=w, reps=reps, seed=SEED) for j, t in enumerate(keep)}
+
+
+def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild):
+    rows = []
+    tidy = fit.tidy() if fit is not None else None
+    for term in TERMS:
+        why = reasons[term] or failure
+        if not why and g < min_clusters and not (wild and term in wild):
+            why = design.few_clusters_note(g, min_clusters)
+        if why or tidy is None:
+            rows.append(missing_row(outcome, term, model, scale, n_obs=n_obs, n_clusters=g,
+                                    note=why or "not estimable"))
+            continue
+        est, se = float(tidy.loc[term, "Estimate"]), float(tidy.loc[term, "Std. Error"])
+        row = effect_row(outcome, term, model, scale, estimate=est, std_error=se,
+                         df=float(fit._df_t), n_obs=n_obs, n_clusters=g)
+        if wild and term in wild:
+            wr = wild[term]
+            row.update(conf_low=wr.conf_low, conf_high=wr.conf_high, p_value=wr.p_value,
+                       note=(f"{g} teams (< {min_clusters}): interval and p-value from the "
+                             f"restricted wild cluster bootstrap (Webb weights, {wr.reps} "
+                             f"draws, seed {SEED}); std_error is CRV1"))
+        rows.append(row)
+    return rows

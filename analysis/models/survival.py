@@ -1,0 +1,197 @@
+"""Churn: stratified Cox with time-varying plan weights, Kaplan–Meier by plan, PH test.
+
+Model ``cox_stratified_tv`` (findings.md): episodes (start, stop] on the tenure
+axis (days since acquisition, so delayed entry), Efron ties, strata = owning
+team, calendar-quarter indicators, the five non-reference weights / 0.10 as
+time-varying covariates. Errors: Lin–Wei cluster-robust sandwich by team from
+per-episode score residuals (see :mod:`analysis.models.coxph`), times G/(G−1),
+with t(G−1) intervals and p-values — the same finite-sample convention as the
+CR1/t(G−1) used by the other models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.config import MIN_CLUSTERS, TERMS
+from analysis.models import design
+from analysis.models.clustered import cluster_sandwich
+from analysis.models.coxph import CoxFit, cox_fit
+from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
+                                  missing_row, summary_frame)
+
+log = logging.getLogger(__name__)
+
+OUTCOME, MODEL, SCALE = "churn", "cox_stratified_tv", "log_hazard_ratio"
+#: Days between the rows of the Kaplan–Meier table.
+KM_STEP_DAYS = 90
+
+
+def _quarter_dummies(quarters: pd.Series) -> pd.DataFrame:
+    dummies = pd.get_dummies(quarters.astype(str), prefix="q", drop_first=True, dtype=float)
+    return dummies.loc[:, dummies.sum() > 0]
+
+
+def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+    """Fit ``cox_stratified_tv`` on survival episodes.
+
+    Parameters
+    ----------
+    episodes : the ``survival_episodes`` derived table (start, stop, event, team_id,
+        quarter, plan_id and the six weights).
+    min_clusters : fewer teams than this make every effect non-estimable.
+
+    Returns
+    -------
+    ModelFit
+        Five effect rows (log hazard ratio per 0.10 of weight moved from revenue),
+        a one-row summary, and extras ``cox`` (CoxFit), ``coef_table`` (all
+        coefficients incl. quarters) and ``ph_test``. Kaplan–Meier curves and the
+        log-rank test are separate (:func:`km_by_plan`, :func:`logrank_by_plan`).
+    """
+    t0 = time.perf_counter()
+    data = design.complete_rows(episodes, ["start", "stop", "event", "team_id", "quarter"])
+    n_obs = len(data)
+    g = int(data["team_id"].nunique())
+    if n_obs == 0 or int(data["event"].sum()) == 0:
+        return empty_fit(OUTCOME, MODEL, SCALE, TERMS, "not estimable: no churn events",
+                         n_obs=n_obs, n_clusters=g)
+    strata = design.factor_codes(data["team_id"])
+    quarters = design.factor_codes(data["quarter"])
+    x = design.regressors(data)
+    reasons = design.identifiability(x, [strata, quarters], "team strata and quarter")
+    keep = [t for t in TERMS if not reasons[t]]
+    qd = _quarter_dummies(data["quarter"])
+    names = keep + list(qd.columns)
+    xmat = np.column_stack([x[keep].to_numpy(), qd.to_numpy()]) if names else None
+    if not keep:
+        return _finish(data, reasons, None, None, names, g, t0, extras={})
+    fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
+                  data["event"].to_numpy(int), xmat, strata)
+    cov = cluster_sandwich(fit.cov_naive, fit.score_residuals, data["team_id"].to_numpy())
+    extras = {"cox": fit, "ph_test": ph_test(fit, names, keep)}
+    return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters)
+
+
+def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
+            min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+    n_obs = len(data)
+    rows, few = [], g < min_clusters
+    for term in TERMS:
+        why = reasons.get(term, "") or (design.few_clusters_note(g, min_clusters) if few else "")
+        if why or fit is None:
+            rows.append(missing_row(OUTCOME, term, MODEL, SCALE, n_obs=n_obs, n_clusters=g,
+                                    note=why or "not estimable"))
+            continue
+        j = names.index(term)
+        rows.append(effect_row(OUTCOME, term, MODEL, SCALE, estimate=fit.params[j],
+                               std_error=float(np.sqrt(cov[j, j])), df=g - 1, n_obs=n_obs,
+                               n_clusters=g))
+    if fit is not None:
+        se = np.sqrt(np.diag(cov))
+        extras["coef_table"] = pd.DataFrame({"term": names, "estimate": fit.params,
+                                             "std_error_robust": se,
+                                             "std_error_model": np.sqrt(np.diag(fit.cov_naive))})
+    summary = summary_frame(
+        outcome=OUTCOME, model=MODEL, n_obs=n_obs, n_clusters=g,
+        n_events=None if fit is None else fit.n_events,
+        loglik=None if fit is None else fit.loglik,
+        aic=None if fit is None else -2 * fit.loglik + 2 * len(names),
+        converged=bool(fit is not None and fit.converged),
+        seconds=time.perf_counter() - t0, n_customers=int(data["customer_id"].nunique())
+        if "customer_id" in data else None,
+        note="Lin-Wei cluster-robust (team) sandwich x G/(G-1), t(G-1); Efron ties")
+    return ModelFit(effects_frame(rows), summary, extras)
+
+
+def ph_test(fit: CoxFit, names: list[str], terms: list[str]) -> pd.DataFrame:
+    """Scaled-Schoenfeld test of proportional hazards (rank time transform).
+
+    Same statistic as lifelines ``proportional_hazard_test(..., time_transform="rank")``:
+    for each covariate, the squared covariance of rank(time) with the scaled
+    Schoenfeld residual, chi-square on 1 df. A small p-value says the covariate's
+    effect drifts with tenure.
+    """
+    if fit.n_events < 3:
+        return pd.DataFrame(columns=["term", "statistic", "p_value", "reading"])
+    var = fit.cov_naive
+    scaled = fit.n_events * fit.schoenfeld @ var
+    ranks = stats.rankdata(fit.event_times)
+    tt = ranks - ranks.mean()
+    stat = (tt @ scaled) ** 2 / fit.n_events / np.diag(var) / (tt @ tt)
+    rows = []
+    for term in terms:
+        j = names.index(term)
+        p = float(stats.chi2.sf(stat[j], 1))
+        reading = ("effect looks constant over tenure" if p >= 0.05 else
+                   "effect appears to change with tenure: read the hazard ratio as an average")
+        rows.append({"term": term, "statistic": float(stat[j]), "p_value": p, "reading": reading})
+    return pd.DataFrame(rows)
+
+
+def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.DataFrame:
+    """Kaplan–Meier survival by plan (delayed entry) on a grid of tenure days.
+
+    Returns columns plan_id, day, survival, conf_low, conf_high, at_risk (episodes
+    at risk at that day) — lifelines ``KaplanMeierFitter`` with ``entry=start``.
+    """
+    from lifelines import KaplanMeierFitter
+
+    data = episodes.dropna(subset=["plan_id"])
+    if data.empty:
+        return pd.DataFrame(columns=["plan_id", "day", "survival", "conf_low", "conf_high",
+                                     "at_risk"])
+    grid = np.arange(0, float(data["stop"].max()) + step_days, step_days)
+    out = []
+    for plan, grp in data.groupby("plan_id", sort=True):
+        km = KaplanMeierFitter().fit(grp["stop"], grp["event"], entry=grp["start"])
+        surv = km.survival_function_at_times(grid).to_numpy()
+        ci = km.confidence_interval_survival_function_
+        lo = np.interp(grid, ci.index.to_numpy(float), ci.iloc[:, 0].to_numpy(), left=1.0)
+        hi = np.interp(grid, ci.index.to_numpy(float), ci.iloc[:, 1].to_numpy(), left=1.0)
+        at_risk = [int(((grp["start"] < d) & (grp["stop"] >= d)).sum()) for d in grid]
+        out.append(pd.DataFrame({"plan_id": plan, "day": grid, "survival": surv,
+                                 "conf_low": lo, "conf_high": hi, "at_risk": at_risk}))
+    return pd.concat(out, ignore_index=True)
+
+
+def logrank_by_plan(episodes: pd.DataFrame) -> pd.DataFrame:
+    """Log-rank test of equal survival across plans, with delayed entry.
+
+    The k-sample statistic (observed − expected events per plan, hypergeometric
+    variance) with risk sets built from (start, stop]; equals lifelines
+    ``multivariate_logrank_test`` when every start is 0.
+    """
+    data = episodes.dropna(subset=["plan_id"])
+    plans = sorted(data["plan_id"].unique())
+    if len(plans) < 2 or data["event"].sum() == 0:
+        return pd.DataFrame([{"test": "logrank", "statistic": np.nan, "df": len(plans) - 1,
+                              "p_value": np.nan, "n_plans": len(plans)}])
+    gi = pd.Categorical(data["plan_id"], categories=plans).codes
+    start, stop = data["start"].to_numpy(float), data["stop"].to_numpy(float)
+    ev = data["event"].to_numpy(int).astype(bool)
+    times = np.unique(stop[ev])
+    k = len(plans)
+    n_at = np.zeros((len(times), k))
+    d_at = np.zeros((len(times), k))
+    for j in range(k):
+        m = gi == j
+        n_at[:, j] = (np.searchsorted(np.sort(start[m]), times, side="left")
+                      - np.searchsorted(np.sort(stop[m]), times, side="left"))
+        d_at[:, j] = np.bincount(np.searchsorted(times, stop[m & ev]), minlength=len(times))
+    n, d = n_at.sum(1), d_at.sum(1)
+    ok = n > 0
+    n_at, d_at, n, d = n_at[ok], d_at[ok], n[ok], d[ok]
+    expected = (d / n)[:, None] * n_at
+    diff = (d_at - expected).sum(0)
+    factor = d * (n - d) / np.where(n > 1, n - 1, 1)
+    p = n_at / n[:, None]
+    v = np.diag((factor[:, None] * p).sum(0)) - np.einsum("t,tj,tk->jk", factor, p, p)
+    stat = float(diff[:-1] @ np.linalg.pinv(v[:-1, :-1]) @ diff[:-1])
+    return pd.DataFrame([{"test": "logrank", "statistic": stat, "df": k - 1,
+                          "p_value": float(stats.chi2.sf(stat, k - 1)), "n_plans": k}])

@@ -1,0 +1,208 @@
+"""Recovery and property tests of the model package on small seeded simulations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.config import TERMS, WEIGHTS
+from analysis.models import fit_effects
+from analysis.models.clustered import WEBB, _WildProblem, wild_cluster_ci
+from analysis.models.panel import fit_complaints, fit_linear
+from analysis.models.renewal import fit_renewal
+from analysis.models.survival import fit_churn
+from analysis.models.tidy import EFFECT_COLUMNS
+
+BETA = dict(zip(TERMS, [0.10, -0.05, 0.20, 0.0, -0.10]))
+
+
+def _plans(rng, n_plans):
+    return pd.DataFrame(rng.dirichlet(np.ones(6), size=n_plans), columns=list(WEIGHTS))
+
+
+def make_panel(seed, n_teams=20, reps=4, n_q=10, n_plans=8):
+    rng = np.random.default_rng(seed)
+    plans = _plans(rng, n_plans)
+    team_plan = rng.integers(0, n_plans, size=(n_teams, n_q))
+    t, r, q = np.meshgrid(np.arange(n_teams), np.arange(reps), np.arange(n_q), indexing="ij")
+    t, r, q = t.ravel(), r.ravel(), q.ravel()
+    w = plans.iloc[team_plan[t, q]].reset_index(drop=True)
+    xb = sum(BETA[k] * w[k] / 0.1 for k in TERMS)
+    alpha = rng.normal(size=n_teams * reps)[t * reps + r]
+    qeff = rng.normal(size=n_q)[q]
+    shock = rng.normal(scale=0.3, size=(n_teams, n_q))[t, q]   # team-quarter: needs clustering
+    n = len(t)
+    df = w.assign(rep_id=[f"r{a}_{b}" for a, b in zip(t, r)], team_id=[f"t{a}" for a in t],
+                  quarter=[f"Q{a:02d}" for a in q])
+    df["log_bookings"] = alpha + qeff + xb + shock + rng.normal(size=n)
+    df["csat_responses"] = rng.integers(0, 15, n)
+    df["csat_mean"] = 4 + 0.2 * alpha + xb + shock + rng.normal(size=n)
+    df["nps_responses"] = df["csat_responses"]
+    df["nps"] = 30 + 10 * (alpha + xb + shock) + 20 * rng.normal(size=n)
+    df["exposure"] = rng.uniform(0.2, 8, n)
+    df["complaints"] = rng.poisson(df["exposure"] * np.exp(-1.5 + 0.3 * alpha + xb + 0.2 * qeff))
+    return df
+
+
+def make_renewals(seed, n=3000, n_teams=20, n_q=8, n_plans=8):
+    rng = np.random.default_rng(seed)
+    plans = _plans(rng, n_plans)
+    team, q = rng.integers(0, n_teams, n), rng.integers(0, n_q, n)
+    w = plans.iloc[rng.integers(0, n_plans, size=(n_teams, n_q))[team, q]].reset_index(drop=True)
+    eta = 0.8 + rng.normal(size=n_teams)[team] + sum(BETA[k] * w[k] / 0.1 for k in TERMS)
+    return w.assign(team_id=[f"t{a}" for a in team], end_quarter=[f"Q{a}" for a in q],
+                    renewed=(rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(int),
+                    segment=rng.choice(["SMB", "Mid-market", "Enterprise"], n),
+                    annual_value=rng.gamma(2, 1000, n), tenure_days=rng.integers(90, 2000, n))
+
+
+def make_episodes(seed, n_customers=1500, n_teams=20, n_q=8, n_plans=8, q_days=91):
+    rng = np.random.default_rng(seed)
+    plans = _plans(rng, n_plans).assign(plan_id=[f"p{i}" for i in range(n_plans)])
+    team_plan = rng.integers(0, n_plans, size=(n_teams, n_q))
+    team_eff = rng.normal(scale=0.5, size=n_teams)
+    rows = []
+    for i in range(n_customers):
+        team, acq = rng.integers(n_teams), rng.integers(0, n_q * q_days - 30)
+        cal = acq
+        while cal < n_q * q_days:
+            q = cal // q_days
+            qend = (q + 1) * q_days
+            p = plans.iloc[team_plan[team, q]]
+            h = np.exp(team_eff[team] + sum(BETA[k] * p[k] / 0.1 for k in TERMS)) / 700
+            dt = rng.exponential(1 / h)
+            ev = int(cal + dt < qend)
+            stop = (cal - acq) + (max(1, int(np.ceil(dt))) if ev else qend - cal)
+            rows.append({"customer_id": f"c{i}", "team_id": f"t{team}", "start": cal - acq,
+                         "stop": stop, "event": ev, "quarter": f"Q{q}", "plan_id": p["plan_id"],
+                         **{k: p[k] for k in WEIGHTS}})
+            if ev:
+                break
+            cal = qend
+    return pd.DataFrame(rows)
+
+
+def _estimable(fit):
+    return fit.effects.set_index("term")
+
+
+def test_linear_fe_recovers_betas_with_nominal_coverage():
+    hits, n = 0, 0
+    for seed in range(40):
+        eff = _estimable(fit_linear(make_panel(seed), "bookings"))
+        assert eff["estimable"].all()
+        for term in TERMS:
+            n += 1
+            hits += eff.loc[term, "conf_low"] <= BETA[term] <= eff.loc[term, "conf_high"]
+    assert 0.88 <= hits / n <= 0.995, hits / n
+
+
+def test_every_model_recovers_signs_and_shape():
+    res = fit_effects({"rep_quarter_panel": make_panel(1), "renewal_table": make_renewals(1),
+                       "survival_episodes": make_episodes(1)})
+    assert list(res.effects.columns) == list(EFFECT_COLUMNS)
+    assert set(res.summaries["model"]) == {"cox_stratified_tv", "logit_fe", "logit_fe_controls",
+                                           "poisson_fe", "ols_fe"}
+    head = res.effects[res.effects["model"].isin(["cox_stratified_tv", "logit_fe", "poisson_fe",
+                                                  "ols_fe"])]
+    assert len(head) == 6 * 5 and head["estimable"].all()
+    assert (head["per"] == 0.10).all()
+    sat = head[head["term"] == "w_satisfaction"].set_index("outcome")["conf_low"]
+    for outcome in ("renewal", "complaints", "csat", "nps", "bookings", "churn"):
+        assert sat[outcome] > 0, outcome  # true effect 0.2 (x10 for nps) everywhere
+    assert res.extras["churn"]["ph_test"]["p_value"].between(0, 1).all()
+    assert not res.extras["churn"]["km"].empty
+
+
+def test_no_variation_term_is_not_estimable_with_reason():
+    panel = make_panel(2)
+    panel["w_revenue"] += panel["w_process"] - 0.1
+    panel["w_process"] = 0.1
+    eff = _estimable(fit_linear(panel, "csat"))
+    assert not eff.loc["w_process", "estimable"]
+    assert "no variation" in eff.loc["w_process", "note"]
+    assert eff.loc[["w_process"], ["estimate", "std_error", "conf_low"]].isna().all(axis=None)
+    assert eff.drop("w_process")["estimable"].all()
+
+
+def test_collinear_term_is_not_estimable_with_reason():
+    panel = make_panel(3)
+    total = panel["w_collection"] + panel["w_complaints"]
+    panel["w_collection"] = panel["w_complaints"] = total / 2
+    eff = _estimable(fit_complaints(panel))
+    assert not eff.loc["w_complaints", "estimable"]
+    assert "collinear with w_new_customers, w_collection" in eff.loc["w_complaints", "note"]
+    assert np.isnan(eff.loc["w_complaints", "estimate"])
+
+
+def test_few_clusters_use_wild_bootstrap_or_are_withheld():
+    panel = make_panel(4, n_teams=6, reps=6)
+    lin = _estimable(fit_linear(panel, "bookings", wild_reps=1999))
+    assert lin["estimable"].all()
+    assert lin["note"].str.contains("wild cluster bootstrap").all()
+    assert (lin["conf_low"] < lin["estimate"]).all() and (lin["estimate"] < lin["conf_high"]).all()
+    pois = _estimable(fit_complaints(panel))
+    assert (~pois["estimable"]).all() and pois["note"].str.contains("6 teams").all()
+    ren = fit_renewal(make_renewals(4, n_teams=6)).effects
+    assert (~ren["estimable"]).all()
+    churn = fit_churn(make_episodes(4, n_customers=400, n_teams=6)).effects
+    assert (~churn["estimable"]).all() and churn["estimate"].isna().all()
+
+
+def test_wild_bootstrap_algebra_matches_brute_force():
+    rng = np.random.default_rng(5)
+    n, g = 120, 6
+    cl = np.repeat(np.arange(g), n // g)
+    x = rng.normal(size=(n, 3))
+    w = rng.uniform(0.5, 2, n)
+    y = x @ [0.5, 0.0, -0.2] + rng.normal(size=n) + rng.normal(size=g)[cl]
+    prob = _WildProblem(x, y, cl, 1, w, reps=200, seed=7)
+    beta0 = 0.3
+    sw = np.sqrt(w)
+    xs, ys = x * sw[:, None], y * sw
+    others = np.delete(xs, 1, axis=1)
+    yr = ys - beta0 * xs[:, 1]
+    gam = np.linalg.lstsq(others, yr, rcond=None)[0]
+    ur = yr - others @ gam
+    t_star = []
+    for v in prob.v:
+        yb = others @ gam + beta0 * xs[:, 1] + v[cl] * ur
+        b = np.linalg.lstsq(xs, yb, rcond=None)[0]
+        u = yb - xs @ b
+        s = np.array([xs[cl == h].T @ u[cl == h] for h in range(g)])
+        vc = prob.q @ (s.T @ s) @ prob.q * prob.scale
+        t_star.append((b[1] - beta0) / np.sqrt(vc[1, 1]))
+    t0 = (prob.beta[1] - beta0) / prob.se
+    assert prob.p_value(beta0) == pytest.approx(np.mean(np.abs(t_star) >= abs(t0)))
+    assert set(np.unique(np.abs(prob.v))) <= set(np.abs(WEBB).round(12)) | set(np.abs(WEBB))
+    res = wild_cluster_ci(x, y, cl, 0, weights=w, reps=999)
+    assert res.conf_low < 0.5 < res.conf_high
+
+
+def test_perfect_separation_does_not_crash():
+    ren = make_renewals(6)
+    ren.loc[ren["team_id"] == "t0", "renewed"] = 1          # a team that always renews
+    ren.loc[ren["end_quarter"] == "Q3", "renewed"] = 0      # a quarter nobody renewed
+    fit = fit_renewal(ren)
+    assert fit.effects.loc[fit.effects["model"] == "logit_fe", "estimable"].all()
+    note = fit.summary.loc[0, "note"]
+    assert "1 teams and 1 quarters" in note
+    assert fit.summary.loc[0, "n_obs"] < len(ren)
+    everyone = fit_renewal(ren.assign(renewed=1))
+    assert (~everyone.effects["estimable"]).all()
+
+
+def test_rows_without_a_plan_are_excluded_and_counted():
+    panel = make_panel(7)
+    panel.loc[:9, list(WEIGHTS)] = np.nan
+    fit = fit_linear(panel, "bookings")
+    assert (fit.effects["n_obs"] == len(panel) - 10).all()
+
+
+def test_inputs_are_not_mutated():
+    panel = make_panel(8)
+    before = panel.copy()
+    fit_complaints(panel)
+    fit_linear(panel, "nps")
+    pd.testing.assert_frame_equal(panel, before)
