@@ -1,0 +1,397 @@
+"""Everything an analysis needs for one quarter, prepared once and cached.
+
+``prepare(source, quarter, as_of)`` opens the source, resolves the run's as-of date
+and quarter, validates the tables against the as-of date (future-dated rows are
+quarantined), cuts the view of the world on the quarter's last day and builds the
+derived tables. The result is cached as Parquet + JSON under
+``CACHE_DIR/prepared/<fingerprint>-<quarter>-<as_of>-<code>/`` (``code`` hashes the
+package's own source, so a code change never serves stale tables); every notebook of
+a run calls ``prepare`` with the same parameters and loads the cache in milliseconds.
+
+When quarter and as-of are given explicitly and the source is a local folder, file
+or the sample, a content hash of its files finds the cache without reading the
+tables at all. A database source is read once by the runner, which pins the result
+for the notebooks of its run (``fresh=True`` bypasses the pin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import config
+from .errors import ParameterError
+from .quarters import latest_complete_quarter, parse_quarter, quarter_end
+
+log = logging.getLogger(__name__)
+
+#: Version of the cache layout; bump when Prepared's shape changes.
+CACHE_LAYOUT = 1
+_FILE_SUFFIXES = (".csv", ".parquet", ".xlsx", ".duckdb", ".json")
+
+
+@dataclass
+class Validation:
+    """What validation found, as a prepared run keeps it.
+
+    Attributes
+    ----------
+    quarantine : DataFrame or dict of DataFrames
+        Rejected rows with their reasons, as ``analysis.validate`` reports them.
+    quality : dict
+        The data-quality summary of the whole input (``ValidatedData.data_quality()``).
+    """
+
+    quarantine: Any
+    quality: dict = field(default_factory=dict)
+
+    def data_quality(self) -> dict:
+        """The data-quality summary (same call as on ``ValidatedData``)."""
+        return self.quality
+
+
+@dataclass
+class Prepared:
+    """One quarter's inputs, validated, cut at the quarter's last day and derived.
+
+    Attributes
+    ----------
+    tables : dict of str to DataFrame
+        Typed tables as the world looked on the quarter's last day.
+    derived : dict of str to DataFrame
+        ``rep_quarter_panel``, ``survival_episodes``, ``renewal_table``.
+    validated : Validation
+        Quarantine and data-quality summary.
+    quarter : str
+        Analysed quarter, e.g. ``2025Q3``.
+    as_of : str
+        ISO date the data was extracted.
+    fingerprint : str
+        Content fingerprint of the input tables.
+    source_description : str
+        What the source is, without credentials.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    derived: dict[str, pd.DataFrame]
+    validated: Validation
+    quarter: str
+    as_of: str
+    fingerprint: str
+    source_description: str
+
+    @property
+    def quarter_end(self) -> date:
+        """Last day of the analysed quarter (the day the world is seen as of)."""
+        return quarter_end(self.quarter)
+
+
+# ---------------------------------------------------------------- parameters
+def parse_as_of(value: str | date | None) -> date | None:
+    """An ``--as-of`` value as a date (None/"" stay None).
+
+    Raises
+    ------
+    ParameterError : when the value is not an ISO date.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ParameterError(f"as_of {value!r} is not a date; write it like 2025-12-31") from None
+
+
+def resolve_quarter(quarter: str | None, as_of: date) -> str:
+    """The quarter to analyse: ``quarter`` if given, else the latest complete one.
+
+    Raises
+    ------
+    ParameterError : when the label is malformed or the quarter ends after ``as_of``.
+    """
+    if not quarter:
+        return latest_complete_quarter(as_of)
+    y, q = parse_quarter(quarter)
+    label = f"{y}Q{q}"
+    if quarter_end(label) > as_of:
+        raise ParameterError(
+            f"quarter {label} ends {quarter_end(label)}, after the data's as-of date "
+            f"{as_of}; choose {latest_complete_quarter(as_of)} or earlier, or pass --as-of")
+    return label
+
+
+def normalise_source(source: str | Path | None) -> str | None:
+    """None for the sample company ("" and None alike), else the spec as a string."""
+    if source is None or str(source).strip() == "":
+        return None
+    return str(source)
+
+
+# ---------------------------------------------------------------- prepare
+def prepare(source: str | None = None, quarter: str | None = None,
+            as_of: str | date | None = None, *, fresh: bool = False) -> Prepared:
+    """Load, validate, cut and derive one quarter's tables (cached).
+
+    Parameters
+    ----------
+    source : folder, ``.duckdb`` file or ``postgresql://`` URL; None or "" = sample.
+    quarter : e.g. ``2025Q4``; None or "" = latest complete quarter on or before as_of.
+    as_of : ISO date the data was extracted; None or "" = what the source states
+        (``run.json`` / ``kpisat_meta``), else today.
+    fresh : read the source even where a pinned result exists (the runner does).
+
+    Returns
+    -------
+    Prepared
+
+    Raises
+    ------
+    ParameterError : bad quarter / as-of, or a quarter ending after as_of.
+    InputError, SourceError : the input cannot be read or breaks the contract.
+    """
+    t0 = time.perf_counter()
+    spec = normalise_source(source)
+    as_of_opt = parse_as_of(as_of)
+    if quarter:
+        parse_quarter(quarter)  # malformed labels fail before anything is read
+    code = code_version()
+    quick = None
+    if quarter and as_of_opt is not None:
+        quick = _quick_key(spec, quarter, as_of_opt, code, pinned_ok=not fresh)
+        hit = _load_indexed(quick)
+        if hit is not None:
+            log.info("prepared %s from cache in %.2fs", hit.quarter, time.perf_counter() - t0)
+            return hit
+
+    from .sources import open_source
+
+    raw = open_source(spec).read()
+    day = as_of_opt or raw.as_of or date.today()
+    if as_of_opt is None and raw.as_of is None:
+        log.warning("the source states no as-of date and none was given: using today (%s)", day)
+    label = resolve_quarter(quarter, day)
+    key = f"{raw.fingerprint[:20]}-{label}-{day.isoformat()}-{code[:10]}"
+    folder = prepared_dir() / key
+    prepared = _load(folder) if (folder / "meta.json").exists() else None
+    if prepared is None:
+        prepared = _build(raw, label, day)
+        _save_atomic(prepared, folder)
+    index_key = _quick_key(spec, label, day, code, pinned_ok=True)
+    if index_key is not None:
+        _write_index(index_key, key)
+    log.info("prepared %s (as of %s) in %.2fs", label, day, time.perf_counter() - t0)
+    return prepared
+
+
+def _build(raw, quarter: str, day: date) -> Prepared:
+    from .asof import as_of_view
+    from .derived import build_all
+    from .validate import validate
+
+    validated = validate(raw, day)
+    last_day = quarter_end(quarter)
+    view = as_of_view(validated.tables, last_day)
+    derived = build_all(view, quarter)
+    quarantine = visible_quarantine(raw, validated.quarantine, last_day)
+    return Prepared(tables=view, derived=dict(derived),
+                    validated=Validation(quarantine, quality_on(view, quarantine, validated)),
+                    quarter=quarter, as_of=day.isoformat(), fingerprint=raw.fingerprint,
+                    source_description=raw.description)
+
+
+def visible_quarantine(raw, quarantine: pd.DataFrame, day: date) -> pd.DataFrame:
+    """The quarantined rows that a view of ``day`` would show (the rest begin later).
+
+    A row is visible by the as-of view's rule (``analysis.asof.VISIBLE_FROM``); a
+    quarantined row whose visibility date cannot be read counts as visible.
+    """
+    from .asof import VISIBLE_FROM
+    from .contract import TABLES
+    from .parse import parse_column
+
+    d = pd.Timestamp(day)
+    keep = pd.Series(True, index=quarantine.index)
+    for table, col in VISIBLE_FROM.items():
+        rows = quarantine["table"] == table
+        if not rows.any() or table not in raw.tables or col not in raw.tables[table]:
+            continue
+        frame = raw.tables[table].reset_index(drop=True)
+        dates = parse_column(frame[col], TABLES[table].column(col)).values.reset_index(drop=True)
+        positions = quarantine.loc[rows, "row"].to_numpy() - 1
+        keep[rows] = ~(dates.iloc[positions] > d).to_numpy()
+    return quarantine.loc[keep].reset_index(drop=True)
+
+
+def quality_on(view: dict[str, pd.DataFrame], quarantine: pd.DataFrame, validated) -> dict:
+    """The data-quality summary of the rows a quarter's run can see.
+
+    Counts only rows visible on the quarter's last day, so adding later data leaves
+    a quarter's findings unchanged (shared/spec/findings.md).
+    """
+    from .quarantine import ValidatedData
+
+    tables = list(validated.rows_read)
+    used = {t: len(view.get(t, ())) for t in tables}
+    held = {t: int((quarantine["table"] == t).sum()) for t in tables}
+    by_reason = {t: {str(r): int(c) for r, c in quarantine.loc[quarantine["table"] == t, "reason"]
+                     .value_counts(sort=False).items()} for t in tables}
+    return ValidatedData(tables=view, quarantine=quarantine,
+                         rows_read={t: used[t] + held[t] for t in tables}, rows_used=used,
+                         rows_quarantined=held, by_reason=by_reason,
+                         as_of=validated.as_of).data_quality()
+
+
+# ---------------------------------------------------------------- cache keys
+def prepared_dir() -> Path:
+    """Where prepared quarters are cached (``CACHE_DIR/prepared``)."""
+    return Path(config.CACHE_DIR) / "prepared"
+
+
+def code_version() -> str:
+    """sha256 of the package's source files (Python, SQL): a code change is a cache miss."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"layout{CACHE_LAYOUT}".encode())
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".sql") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def _quick_key(spec: str | None, quarter: str, day: date, code: str, *,
+               pinned_ok: bool) -> str | None:
+    """A cache key found without reading the tables (None when there is none)."""
+    h = hashlib.sha256(f"{code}\0{quarter}\0{day.isoformat()}\0".encode())
+    if spec is None:
+        h.update(b"sample\0" + _files_digest(Path(config.SAMPLE_DIR)).encode())
+        return h.hexdigest()
+    if "://" in spec:
+        if not pinned_ok:
+            return None
+        from .findings import redact_source
+        h.update(b"pinned\0" + redact_source(spec).encode())
+        return h.hexdigest()
+    path = Path(spec)
+    if not path.exists():
+        return None
+    h.update(b"path\0" + str(path.resolve()).encode() + b"\0" + _files_digest(path).encode())
+    return h.hexdigest()
+
+
+def _files_digest(path: Path) -> str:
+    """sha256 of a file, or of a folder's table files (names and bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(
+        p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _FILE_SUFFIXES
+    ) if path.is_dir() else []
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _index_path(quick: str) -> Path:
+    return prepared_dir() / "index" / f"{quick}.json"
+
+
+def _write_index(quick: str, key: str) -> None:
+    path = _index_path(quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"key": key}), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _load_indexed(quick: str | None) -> Prepared | None:
+    if quick is None or not _index_path(quick).exists():
+        return None
+    key = json.loads(_index_path(quick).read_text(encoding="utf-8"))["key"]
+    folder = prepared_dir() / key
+    return _load(folder) if (folder / "meta.json").exists() else None
+
+
+# ---------------------------------------------------------------- (de)serialise
+def _save_atomic(p: Prepared, folder: Path) -> None:
+    """Write ``p`` into a temporary sibling folder, then rename it into place."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        meta = {
+            "layout": CACHE_LAYOUT, "quarter": p.quarter, "as_of": p.as_of,
+            "fingerprint": p.fingerprint, "source_description": p.source_description,
+            "tables": _save_frames(p.tables, tmp / "tables"),
+            "derived": _save_frames(p.derived, tmp / "derived"),
+            "quarantine": _save_any(p.validated.quarantine, tmp / "quarantine"),
+            "quality": _save_any(p.validated.quality, tmp / "quality"),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "meta.json").exists():  # a concurrent writer won: fine
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_frames(frames: dict[str, pd.DataFrame], folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, df in frames.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+    return list(frames)
+
+
+def _save_any(value: Any, base: Path) -> dict:
+    """Store a DataFrame, a dict of DataFrames or a JSON value; return how to read it."""
+    if isinstance(value, pd.DataFrame):
+        value.to_parquet(base.with_suffix(".parquet"), index=False)
+        return {"kind": "frame"}
+    if isinstance(value, dict) and value and all(isinstance(v, pd.DataFrame) for v in value.values()):
+        return {"kind": "frames", "names": _save_frames(value, base)}
+    from .findings import to_jsonable
+    base.with_suffix(".json").write_text(json.dumps(to_jsonable(value)), encoding="utf-8")
+    return {"kind": "json"}
+
+
+def _load_any(how: dict, base: Path) -> Any:
+    if how["kind"] == "frame":
+        return pd.read_parquet(base.with_suffix(".parquet"))
+    if how["kind"] == "frames":
+        return _load_frames(how["names"], base)
+    return json.loads(base.with_suffix(".json").read_text(encoding="utf-8"))
+
+
+def _load_frames(names: list[str], folder: Path) -> dict[str, pd.DataFrame]:
+    return {n: pd.read_parquet(folder / f"{n}.parquet") for n in names}
+
+
+def _load(folder: Path) -> Prepared | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("layout") != CACHE_LAYOUT:
+            return None
+        return Prepared(
+            tables=_load_frames(meta["tables"], folder / "tables"),
+            derived=_load_frames(meta["derived"], folder / "derived"),
+            validated=Validation(_load_any(meta["quarantine"], folder / "quarantine"),
+                                 _load_any(meta["quality"], folder / "quality")),
+            quarter=meta["quarter"], as_of=meta["as_of"], fingerprint=meta["fingerprint"],
+            source_description=meta["source_description"])
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("ignoring unreadable prepared cache %s: %s", folder, e)
+        return None

@@ -1,0 +1,371 @@
+"""Run the quarterly notebooks with papermill and publish the run folder atomically.
+
+``run()`` prepares the inputs once in this process (so a bad input or parameter is
+reported before any kernel starts, and the notebooks load the prepared cache),
+checks every notebook's parameters cell against what it will inject, executes the
+notebooks in a private staging folder ``OUT/.staging/<quarter>-<run id>/`` in order
+of their two-digit prefix, merges the findings fragments after each one, exports the
+executed notebooks to HTML, writes ``manifest.json`` and finally renames the staging
+folder to ``OUT/<quarter>/``. A failed run is moved to ``OUT/.failed/`` for
+debugging and the previously published quarter is left as it was.
+
+Only this module touches papermill.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import config
+from .errors import NotebookError, ParameterError
+from .findings import WRITER_ENV, merge_fragments, new_manifest, utc_now, write_manifest
+
+log = logging.getLogger(__name__)
+
+#: Parameters every notebook declares and every run injects.
+STANDARD_PARAMETERS = ("source", "quarter", "as_of", "run_dir", "lang")
+LANGS = ("en", "zh")
+NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
+#: Folder of the run holding each kernel's own output (for debugging).
+LOG_DIR = "logs"
+#: Environment of every kernel: what can move a digit is pinned.
+KERNEL_ENV = {"PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+
+
+# ---------------------------------------------------------------- discovery & checks
+def discover_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
+    """The run's notebooks: ``NN_*.ipynb`` in ``notebooks_dir``, sorted by name.
+
+    Raises
+    ------
+    ParameterError : when the folder holds no such notebook.
+    """
+    folder = Path(notebooks_dir or config.NOTEBOOKS_DIR)
+    found = sorted(folder.glob(NOTEBOOK_GLOB))
+    if not found:
+        raise ParameterError(f"no notebooks matching {NOTEBOOK_GLOB} in {folder}; "
+                             "run `kpisat notebooks --sync` to generate them")
+    return found
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters a notebook's ``parameters`` cell declares (papermill's view).
+
+    Raises
+    ------
+    ParameterError : when the notebook has no cell tagged ``parameters``.
+    """
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ParameterError(f"notebook {notebook.name} has no cell tagged 'parameters'; "
+                             "tag the cell holding its defaults")
+    return declared
+
+
+def check_parameters(notebooks: list[Path], extra: dict[str, Any]) -> dict[Path, dict]:
+    """Check what a run injects against what each notebook declares.
+
+    Every notebook must declare every standard parameter (``source``, ``quarter``,
+    ``as_of``, ``run_dir``, ``lang``) and nothing the run does not inject; an extra
+    parameter must be declared by at least one notebook. Misspelt names therefore
+    fail here instead of being ignored with a warning.
+
+    Parameters
+    ----------
+    notebooks : the notebooks of the run.
+    extra : extra parameters given with ``--param``.
+
+    Returns
+    -------
+    dict of notebook to the names of the extra parameters it takes.
+
+    Raises
+    ------
+    ParameterError : listing the allowed names.
+    """
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    allowed = sorted(set().union(*declared.values()))
+    unknown = sorted(set(extra) - set(allowed))
+    if unknown:
+        raise ParameterError(f"unknown parameter {', '.join(map(repr, unknown))}; "
+                             f"the notebooks take: {', '.join(allowed)}")
+    clash = sorted(set(extra) & set(STANDARD_PARAMETERS))
+    if clash:
+        raise ParameterError(f"parameter {', '.join(map(repr, clash))} is set by its own "
+                             "option (--source, --quarter, --as-of, --lang), not --param")
+    takes = {}
+    for nb, names in declared.items():
+        missing = [p for p in STANDARD_PARAMETERS if p not in names]
+        if missing:
+            raise ParameterError(f"notebook {nb.name} does not declare parameter(s) "
+                                 f"{', '.join(missing)}; every notebook declares "
+                                 f"{', '.join(STANDARD_PARAMETERS)}")
+        stray = sorted(set(names) - set(STANDARD_PARAMETERS) - set(extra))
+        if stray:
+            raise ParameterError(f"notebook {nb.name} declares parameter(s) "
+                                 f"{', '.join(stray)} that this run does not set; pass "
+                                 f"--param NAME=VALUE or remove them (the run sets "
+                                 f"{', '.join(STANDARD_PARAMETERS)})")
+        takes[nb] = {k: v for k, v in extra.items() if k in names}
+    return takes
+
+
+def source_parameter(source: str | None) -> str:
+    """The ``source`` value injected into notebooks: "" (sample), an absolute path or a URL.
+
+    Raises
+    ------
+    ParameterError : for a URL carrying a password (it would be written into the
+        executed notebooks); the password belongs in PGPASSWORD or ~/.pgpass.
+    """
+    if not source:
+        return ""
+    if "://" in source:
+        if _has_secret(source):
+            raise ParameterError("the source URL contains a password; remove it and set "
+                                 "PGPASSWORD or use ~/.pgpass instead")
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def _has_secret(url: str) -> bool:
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(url)
+    keys = {k.lower() for k, _ in parse_qsl(parts.query)}
+    return bool(parts.password) or bool(keys & {"password", "passwd", "pwd", "token", "secret"})
+
+
+# ---------------------------------------------------------------- the run
+def run(source: str | None = None, quarter: str | None = None, as_of: str | None = None,
+        out: str | Path | None = None, lang: str = "en", timeout: float = 600,
+        progress: bool = True, *, notebooks_dir: str | Path | None = None,
+        params: dict[str, Any] | None = None) -> Path:
+    """Execute the quarterly notebooks and publish ``OUT/<quarter>/``.
+
+    Parameters
+    ----------
+    source : folder, ``.duckdb`` file or ``postgresql://`` URL; None = sample company.
+    quarter : e.g. ``2025Q4``; None = latest complete quarter on or before as_of.
+    as_of : ISO date of the extraction; None = stated by the source, else today.
+    out : reports folder; default ``config.REPORTS_DIR``.
+    lang : report language, ``en`` or ``zh``.
+    timeout : seconds a single notebook cell may run before the run fails.
+    progress : log one INFO line per notebook (else DEBUG).
+    notebooks_dir : where the notebooks are (default ``config.NOTEBOOKS_DIR``).
+    params : extra notebook parameters (each must be declared by a notebook).
+
+    Returns
+    -------
+    Path of the published ``index.html``.
+
+    Raises
+    ------
+    ParameterError, InputError, SourceError : before any kernel starts.
+    NotebookError : naming the notebook and failing cell; the run is kept under
+        ``OUT/.failed/`` and the previous ``OUT/<quarter>/`` is untouched.
+    """
+    from .prepare import prepare
+
+    started = utc_now()
+    if lang not in LANGS:
+        raise ParameterError(f"lang {lang!r} is not supported; choose one of {', '.join(LANGS)}")
+    if not timeout or timeout <= 0:
+        raise ParameterError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    notebooks = discover_notebooks(notebooks_dir)
+    extra = dict(params or {})
+    takes = check_parameters(notebooks, extra)
+    src = source_parameter(source)
+    prepared = prepare(src or None, quarter, as_of, fresh=True)
+    out = Path(out or config.REPORTS_DIR).resolve()
+    run_id = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
+    staging = out / ".staging" / f"{prepared.quarter}-{run_id}"
+    staging.mkdir(parents=True)
+    base = {"source": src, "quarter": prepared.quarter, "as_of": prepared.as_of,
+            "run_dir": str(staging), "lang": lang}
+    manifest = new_manifest(
+        parameters={**{k: v for k, v in base.items() if k != "run_dir"},
+                    "timeout": timeout, **extra},
+        fingerprint=prepared.fingerprint, started=started,
+        source_description=prepared.source_description,
+        notebooks=[nb.stem for nb in notebooks])
+    write_manifest(staging, manifest)
+    merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
+    try:
+        for i, nb in enumerate(notebooks):
+            entry = manifest["notebooks"][i]
+            seconds = _run_one(nb, staging, {**base, **takes[nb]}, timeout, entry,
+                               position=f"[{i + 1}/{len(notebooks)}]", progress=progress)
+            entry.update(status="ok", seconds=round(seconds, 1))
+            merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
+            write_manifest(staging, manifest)
+            export_html(staging / nb.name)
+    except NotebookError as e:
+        manifest.update(status="failed", finished=utc_now())
+        write_manifest(staging, manifest)
+        failed = _keep_failed(staging, out, prepared.quarter, run_id)
+        raise NotebookError(f"{e}; the failed run is kept in {failed}") from None
+    manifest.update(status="ok", finished=utc_now())
+    write_manifest(staging, manifest)
+    final = publish(staging, out / prepared.quarter)
+    index = final / "index.html"
+    if not index.exists():
+        log.warning("the run wrote no index.html (is 90_quarterly_report among the notebooks?)")
+    return index
+
+
+def _run_one(nb: Path, staging: Path, parameters: dict, timeout: float, entry: dict, *,
+             position: str, progress: bool) -> float:
+    """Execute one notebook into ``staging``; return its seconds or raise NotebookError."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    level = logging.INFO if progress else logging.DEBUG
+    target = staging / nb.name
+    t0 = time.perf_counter()
+    log.log(level, "%s %s ...", position, nb.stem)
+    try:
+        with kernel_environment(nb.stem):
+            papermill.execute_notebook(
+                str(nb), str(target), parameters=parameters, kernel_name="python3",
+                progress_bar=False, log_output=False, cwd=str(staging),
+                execution_timeout=timeout, request_save_on_cell_execute=False,
+                kernel_manager_class=_logging_kernel_manager(
+                    staging / LOG_DIR / f"{nb.stem}.kernel.log"))
+    except PapermillExecutionError as e:
+        seconds = time.perf_counter() - t0
+        entry.update(status="failed", seconds=round(seconds, 1))
+        log.log(level, "%s %s failed (%.1f s)", position, nb.stem, seconds)
+        first = next((ln for ln in str(e.source).splitlines() if ln.strip()), "")
+        raise NotebookError(
+            f"notebook {nb.stem} failed at cell {e.cell_index + 1} ({first.strip()!r}): "
+            f"{e.ename}: {_last_line(e.evalue)}") from None
+    except Exception as e:  # timeout, dead kernel, missing kernel: name them the same way
+        seconds = time.perf_counter() - t0
+        entry.update(status="failed", seconds=round(seconds, 1))
+        log.log(level, "%s %s failed (%.1f s)", position, nb.stem, seconds)
+        where = _failing_cell(target)
+        raise NotebookError(f"notebook {nb.stem} failed{where}: {type(e).__name__}: "
+                            f"{_last_line(str(e))}") from None
+    seconds = time.perf_counter() - t0
+    log.log(level, "%s %s ok (%.1f s)", position, nb.stem, seconds)
+    return seconds
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
+def _failing_cell(executed: Path) -> str:
+    """`` at cell N ('first line')`` for the cell papermill marked running/failed."""
+    try:
+        import nbformat
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001 - no executed notebook, nothing to point at
+        return ""
+    for i, cell in enumerate(nb.cells):
+        status = cell.get("metadata", {}).get("papermill", {}).get("status")
+        if status in ("running", "failed"):
+            first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+            return f" at cell {i + 1} ({first.strip()!r})"
+    return ""
+
+
+@contextlib.contextmanager
+def kernel_environment(notebook: str) -> Iterator[None]:
+    """Environment a kernel inherits while ``notebook`` runs (restored afterwards).
+
+    Pins ``PYTHONHASHSEED`` and the Matplotlib backend, names the notebook for
+    findings fragments, and puts the project root on ``PYTHONPATH`` so the kernel
+    imports this checkout's ``analysis`` package.
+    """
+    root = str(config.PROJECT_ROOT)
+    path = os.environ.get("PYTHONPATH", "")
+    updates = {**KERNEL_ENV, WRITER_ENV: notebook,
+               "PYTHONPATH": root + (os.pathsep + path if path else "")}
+    saved = {k: os.environ.get(k) for k in updates}
+    os.environ.update(updates)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _logging_kernel_manager(log_path: Path) -> type:
+    """A kernel manager class whose kernel writes its own stdout/stderr to ``log_path``.
+
+    The kernel process's chatter (transport warnings, shutdown messages) belongs in
+    the run folder for debugging, not in the user's terminal.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as sink:  # the child keeps its own copy of the handle
+            kw.setdefault("stdout", sink)
+            kw.setdefault("stderr", sink)
+            return await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+
+    return type("LoggingKernelManager", (AsyncKernelManager,),
+                {"_async_launch_kernel": _async_launch_kernel})
+
+
+# ---------------------------------------------------------------- outputs
+def export_html(executed: Path) -> Path:
+    """Export an executed notebook to a self-contained HTML file beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    exporter = HTMLExporter(template_name="lab")
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
+    target = executed.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def publish(staging: Path, final: Path) -> Path:
+    """Rename ``staging`` to ``final``; the previous ``final`` is removed only afterwards."""
+    aside = None
+    if final.exists():
+        aside = final.with_name(f".old-{final.name}-{os.getpid()}-{time.time_ns()}")
+        os.rename(final, aside)
+    try:
+        os.rename(staging, final)
+    except OSError:
+        if aside is not None:
+            os.rename(aside, final)
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    _remove_if_empty(staging.parent)
+    log.info("published %s", final)
+    return final
+
+
+def _keep_failed(staging: Path, out: Path, quarter: str, run_id: str) -> Path:
+    target = out / ".failed" / f"{quarter}-{run_id}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, target)
+    _remove_if_empty(staging.parent)
+    log.info("kept the failed run in %s", target)
+    return target
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        folder.rmdir()
