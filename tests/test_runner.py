@@ -1,0 +1,236 @@
+"""The runner: reproducible findings, no look-ahead, atomic publishing, loud failures.
+
+The expensive fixture (one full run on the sample, ``sample_run``) lives in
+conftest.py; tests here add at most one more run each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from analysis import findings, runner
+from analysis.asof import VISIBLE_FROM
+from analysis.errors import ParameterError
+from conftest import SESSION_QUARTER, kpisat, tree_digest
+
+QUARTER_END = "2025-09-30"  # last day of SESSION_QUARTER
+
+
+# ---------------------------------------------------------------- full runs
+def test_run_publishes_the_report(sample_run):
+    pub = sample_run.published
+    assert (pub / "index.html").is_file()
+    assert f"report: {pub / 'index.html'}" in sample_run.result.stdout
+    for nb in runner.discover_notebooks():
+        assert (pub / nb.name).is_file(), f"executed {nb.name} missing"
+        assert (pub / nb.with_suffix(".html").name).is_file(), f"{nb.stem}.html missing"
+    assert not (sample_run.out / ".staging").exists()
+    assert not (sample_run.out / ".failed").exists()
+
+
+def test_findings_follow_the_schema(sample_run):
+    f = sample_run.findings
+    assert list(f)[:7] == ["schema_version", "quarter", "as_of", "effects", "metrics",
+                           "recommendation", "data_quality"]
+    assert f["schema_version"] == 1 and f["quarter"] == SESSION_QUARTER
+    assert f["as_of"] == "2025-12-31"
+    assert f["effects"], "no effects"
+    for row in f["effects"]:
+        assert "statistic" not in row
+        assert list(row)[:14] == list(findings.EFFECT_COLUMNS)
+        if not row["estimable"]:
+            assert row["estimate"] is None and row["note"]
+    outcomes = {e["outcome"] for e in f["effects"]}
+    assert {"churn", "renewal", "complaints", "csat", "nps", "bookings"} <= outcomes
+    assert f["data_quality"]["rows_read"]
+    assert "NaN" not in sample_run.findings_bytes.decode()
+
+
+def test_manifest_records_provenance(sample_run):
+    m = json.loads((sample_run.published / "manifest.json").read_text())
+    assert m["status"] == "ok"
+    assert m["parameters"]["quarter"] == SESSION_QUARTER
+    assert m["parameters"]["as_of"] == "2025-12-31"
+    assert len(m["input_fingerprint"]) == 64
+    assert m["git_commit"]
+    assert m["started"] <= m["finished"]
+    assert m["python"].startswith("3.11")
+    assert {n["name"] for n in m["notebooks"]} == {nb.stem for nb in runner.discover_notebooks()}
+    assert all(n["status"] == "ok" and n["seconds"] >= 0 for n in m["notebooks"])
+
+
+def test_inputs_are_not_modified(sample_run):
+    assert sample_run.inputs_before == sample_run.inputs_after
+
+
+def test_same_inputs_give_identical_findings(sample_run, sample_dir, tmp_path):
+    result = kpisat("run", "--source", str(sample_dir), "--quarter", SESSION_QUARTER,
+                    "--out", str(tmp_path), "-q")
+    assert result.returncode == 0, result.stderr
+    again = (tmp_path / SESSION_QUARTER / "findings.json").read_bytes()
+    assert again == sample_run.findings_bytes
+
+
+def _drop_later_rows(src: Path, dst: Path, day: str) -> int:
+    """Copy the sample folder, dropping every row that begins after ``day``."""
+    shutil.copytree(src, dst)
+    dropped = 0
+    for table, column in VISIBLE_FROM.items():
+        path = dst / f"{table}.csv"
+        if not path.exists():
+            continue
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        late = pd.to_datetime(df[column], errors="coerce") > pd.Timestamp(day)
+        dropped += int(late.sum())
+        df[~late].to_csv(path, index=False)
+    return dropped
+
+
+def test_later_data_changes_nothing_in_a_quarter(sample_run, sample_dir, tmp_path):
+    truncated = tmp_path / "until-q3"
+    assert _drop_later_rows(sample_dir, truncated, QUARTER_END) > 0
+    result = kpisat("run", "--source", str(truncated), "--quarter", SESSION_QUARTER,
+                    "--as-of", "2025-12-31", "--out", str(tmp_path / "reports"), "-q")
+    assert result.returncode == 0, result.stderr
+    without_later = tmp_path / "reports" / SESSION_QUARTER
+    assert (without_later / "findings.json").read_bytes() == sample_run.findings_bytes
+    fp = [json.loads((d / "manifest.json").read_text())["input_fingerprint"]
+          for d in (without_later, sample_run.published)]
+    assert fp[0] != fp[1], "the fingerprint must tell the two inputs apart"
+
+
+def test_failing_notebook_keeps_previous_report(sample_run, sample_dir, tmp_path):
+    out = tmp_path / "reports"
+    shutil.copytree(sample_run.published, out / SESSION_QUARTER)
+    before = tree_digest(out / SESSION_QUARTER)
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    shutil.copy(runner.discover_notebooks()[0], nbdir)
+    target = next(p for p in runner.discover_notebooks() if p.name.startswith("10_"))
+    nb = nbformat.read(target, as_version=4)
+    params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    nb.cells.insert(params + 1, nbformat.v4.new_code_cell(
+        'raise RuntimeError("injected failure for the test")'))
+    nbformat.write(nb, nbdir / target.name)
+
+    result = kpisat("run", "--source", str(sample_dir), "--quarter", SESSION_QUARTER,
+                    "--out", str(out), "--notebooks-dir", str(nbdir))
+    assert result.returncode == 1
+    error = [ln for ln in result.stderr.splitlines() if ln.startswith("kpisat: error:")]
+    assert len(error) == 1 and "Traceback" not in result.stderr
+    assert target.stem in error[0]
+    assert "raise RuntimeError" in error[0] and "injected failure for the test" in error[0]
+    assert "cell " in error[0]
+    assert tree_digest(out / SESSION_QUARTER) == before
+    failed = list((out / ".failed").iterdir())
+    assert len(failed) == 1 and failed[0].name.startswith(SESSION_QUARTER)
+    assert (failed[0] / target.name).is_file()
+    assert json.loads((failed[0] / "manifest.json").read_text())["status"] == "failed"
+    assert not (out / ".staging").exists() or not any((out / ".staging").iterdir())
+
+
+# ---------------------------------------------------------------- parameters
+def test_unknown_parameter_is_rejected_before_any_kernel(tmp_path):
+    with pytest.raises(ParameterError) as e:
+        runner.run(quarter=SESSION_QUARTER, out=tmp_path, params={"quater": "2025Q3"})
+    assert "'quater'" in str(e.value)
+    for name in runner.STANDARD_PARAMETERS:
+        assert name in str(e.value)
+    assert not any(tmp_path.iterdir())
+
+
+def test_notebook_must_declare_the_standard_parameters(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('quarter: str = ""  # quarter', metadata={
+        "tags": ["parameters"]})]
+    nbformat.write(nb, tmp_path / "00_partial.ipynb")
+    with pytest.raises(ParameterError, match="does not declare.*source"):
+        runner.check_parameters(runner.discover_notebooks(tmp_path), {})
+
+
+def test_notebook_declaring_an_unset_parameter_is_rejected(tmp_path):
+    lines = [f'{p}: str = ""  # {p}' for p in runner.STANDARD_PARAMETERS] + [
+        'threshold: float = 0.5  # extra']
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})]
+    nbformat.write(nb, tmp_path / "00_extra.ipynb")
+    notebooks = runner.discover_notebooks(tmp_path)
+    with pytest.raises(ParameterError, match="threshold"):
+        runner.check_parameters(notebooks, {})
+    takes = runner.check_parameters(notebooks, {"threshold": 0.7})
+    assert takes[notebooks[0]] == {"threshold": 0.7}
+
+
+def test_password_in_source_url_is_refused():
+    with pytest.raises(ParameterError, match="PGPASSWORD"):
+        runner.source_parameter("postgresql://kpi:secret@db/crm")
+    assert runner.source_parameter("postgresql://kpi@db/crm") == "postgresql://kpi@db/crm"
+
+
+def test_quarter_after_as_of_is_a_parameter_error(sample_dir, tmp_path):
+    with pytest.raises(ParameterError, match="after the data's as-of date"):
+        runner.run(source=str(sample_dir), quarter="2026Q1", out=tmp_path)
+
+
+# ---------------------------------------------------------------- publishing
+def test_publish_replaces_previous_only_after_success(tmp_path):
+    final, staging = tmp_path / "2025Q3", tmp_path / ".staging" / "2025Q3-x"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    staging.mkdir(parents=True)
+    (staging / "new.txt").write_text("new")
+    runner.publish(staging, final)
+    assert (final / "new.txt").exists() and not (final / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2025Q3"]
+
+
+def test_publish_restores_previous_when_rename_fails(tmp_path):
+    final = tmp_path / "2025Q3"
+    final.mkdir()
+    (final / "old.txt").write_text("old")
+    with pytest.raises(OSError):
+        runner.publish(tmp_path / "missing-staging", final)
+    assert (final / "old.txt").read_text() == "old"
+
+
+# ---------------------------------------------------------------- findings
+def test_fragments_merge_deterministically(tmp_path):
+    eff = pd.DataFrame({"outcome": ["csat"], "term": ["w_satisfaction"], "model": ["ols_fe"],
+                        "scale": ["csat_points"], "per": [0.1], "estimate": [math.nan],
+                        "std_error": [0.1], "statistic": [1.0], "p_value": [0.5],
+                        "conf_low": [-0.1], "conf_high": [0.3], "n_obs": [10.0],
+                        "n_clusters": [3], "estimable": [False], "note": ["few clusters"]})
+    findings.write_fragment(tmp_path, "effects", eff, writer="20_b")
+    findings.write_fragment(tmp_path, "effects", eff.assign(outcome="nps"), writer="10_a")
+    findings.write_fragment(tmp_path, "effects", eff.assign(outcome="nps"), writer="10_a")
+    findings.write_fragment(tmp_path, "data_quality", {"rows_read": {"deals": 3}}, writer="00")
+    merged = findings.merge_fragments(tmp_path, quarter="2025Q3", as_of="2025-12-31")
+    first = (tmp_path / "findings.json").read_bytes()
+    findings.merge_fragments(tmp_path, quarter="2025Q3", as_of="2025-12-31")
+    assert (tmp_path / "findings.json").read_bytes() == first
+    assert [e["outcome"] for e in merged["effects"]] == ["nps", "csat"]  # writer order, no dupes
+    row = merged["effects"][0]
+    assert "statistic" not in row and row["estimate"] is None and row["n_obs"] == 10
+    assert merged["recommendation"] is None
+    assert merged["data_quality"] == {"rows_read": {"deals": 3}}
+
+
+def test_redact_source_strips_passwords():
+    assert (findings.redact_source("postgresql://u:pw@h:5432/db?sslmode=require&password=x")
+            == "postgresql://u@h:5432/db?sslmode=require")
+    assert findings.redact_source(None) == ""
+    assert findings.redact_source("/data/crm") == "/data/crm"
+
+
+def test_manifest_never_holds_credentials():
+    m = findings.new_manifest(parameters={"source": "postgresql://u:hunter2@h/db"},
+                              fingerprint="f", started=findings.utc_now())
+    assert "hunter2" not in findings.dumps(m)
+
