@@ -157,7 +157,7 @@ def import_export(mapping: str | Path, source_dir: Path, out_dir: Path, *, as_of
     _check_dirs(m, source_dir, out_dir)
     day = _as_of(as_of)
     report = ImportReport(m.name, str(source_dir), str(out_dir), day.isoformat() if as_of else None)
-    results, reports, missing = {}, {}, []
+    results, reports, missing, claimed = {}, {}, [], {}
     for table in (t for t in TABLES if t in m.tables):
         tm = m.tables[table]
         files = match_files(source_dir, tm.files)
@@ -167,6 +167,11 @@ def import_export(mapping: str | Path, source_dir: Path, out_dir: Path, *, as_of
                                  file=str(source_dir), hint="export it, or fix `files:` in the mapping")
             report.tables_not_found.append(table)
             continue
+        for f in files:
+            if f.name in claimed:
+                log.warning("%s is read both as %s and as %s: check the `files:` patterns",
+                            f.name, claimed[f.name], table)
+            claimed.setdefault(f.name, table)
         reports[table] = TableReport(table)
         results[table] = _read_table(tm, m, files, reports[table], missing)
     if missing:
