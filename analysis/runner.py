@@ -217,6 +217,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     manifest.update(status="ok", finished=utc_now())
     write_manifest(staging, manifest)
     final = publish(staging, out / prepared.quarter)
+    _update_archive(out, lang)
     index = final / "index.html"
     if not index.exists():
         log.warning("the run wrote no index.html (is 90_quarterly_report among the notebooks?)")
@@ -355,6 +356,16 @@ def publish(staging: Path, final: Path) -> Path:
     _remove_if_empty(staging.parent)
     log.info("published %s", final)
     return final
+
+
+def _update_archive(out: Path, lang: str) -> None:
+    """Refresh ``OUT/index.html`` (every published quarter); a failure only warns."""
+    try:
+        from .archive import update_archive
+
+        update_archive(out, lang=lang)
+    except Exception as e:  # noqa: BLE001 - the quarter is published; the list is a nicety
+        log.warning("could not update the reports index %s: %s", out / "index.html", e)
 
 
 def _keep_failed(staging: Path, out: Path, quarter: str, run_id: str) -> Path:

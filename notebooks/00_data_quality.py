@@ -85,13 +85,15 @@ plt.show()
 # %% [markdown]
 # ## Headline metrics of the quarter
 #
-# Company-wide NPS, share of satisfied customers, complaint and churn rates, each with
-# its interval. Metrics by rep or team are never shown for cells smaller than
-# `config.SMALL_CELL`.
+# Company-wide NPS, share of satisfied customers, response, complaint, churn and renewal
+# rates and bookings, each with its interval, for the analysed quarter (the findings
+# keep every quarter up to it, for trends). Metrics by rep or team are never shown for
+# cells smaller than `config.SMALL_CELL`.
 
 # %%
-quarter_metrics = metrics.quarterly_metrics(prepared.tables, prepared.derived, prepared.quarter)
-quarter_metrics
+quarter_metrics = metrics.quarterly_metrics(prepared.tables, panel, prepared.quarter,
+                                            episodes=prepared.derived["survival_episodes"])
+quarter_metrics[quarter_metrics["quarter"] == prepared.quarter]
 
 # %% [markdown]
 # ## Plans in force
