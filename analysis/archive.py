@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from .i18n import Catalogue, check_lang
-from .report_text import _headline_names, format_metric, is_clear, recommendation_sentence
+from .report_text import headline_names, format_metric, is_clear, recommendation_sentence
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def _entry(quarter: str, folder: Path, cat: Catalogue) -> dict[str, Any] | None:
     company = {m.get("name"): m for m in findings.get("metrics") or []
                if m.get("scope") == "company" and m.get("quarter") == quarter}
     headline = [f"{cat.label('metrics', name)} {format_metric(name, company[name].get('value'), cat)}"
-                for name in _headline_names(findings)[:HEADLINE_METRICS]]
+                for name in headline_names(findings)[:HEADLINE_METRICS]]
     effects = findings.get("effects") or []
     rec = findings.get("recommendation")
     return dict(

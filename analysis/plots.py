@@ -325,9 +325,11 @@ def plot_plan_weights(data: pd.DataFrame, *, ax: Axes | None = None,
         left += width
     ax.set_yticks(y, [str(n) for n in rows["plan_name"]])
     ax.set_xlim(0, 100)
+    ax.set_axisbelow(True)
     ax.tick_params(axis="y", length=0)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28 if len(rows) < 4 else -0.12),
-              ncol=min(len(cols), 6), fontsize=9)
-    ax.set_title(title)
+    # Legend above the bars, in stacking order, so it never meets the axis label.
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=min(len(cols), 6), fontsize=9,
+              handlelength=1.2, columnspacing=1.2, borderaxespad=0.3)
+    ax.set_title(title, pad=30)
     ax.set_xlabel(xlabel)
     return ax

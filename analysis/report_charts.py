@@ -127,7 +127,8 @@ def frontier_chart(frontier: pd.DataFrame | None, rec: dict | None,
                   term=term, range=cat.pct_range(lo, hi))
     ax = plots.plot_frontier(frontier, recommended=rec["range"], title=_wrap(title),
                              xlabel=cat.t("charts.frontier_x", term=term[:1].upper() + term[1:]),
-                             ylabel=cat.t("charts.frontier_y", objective=objective),
+                             ylabel=cat.t("charts.frontier_y",
+                                          objective=objective[:1].upper() + objective[1:]),
                              band_label=cat.t("charts.frontier_band"))
     return _finish("frontier", ax.figure, title, cat.t("charts.frontier_alt"),
                    cat.t("charts.frontier_caption", objective=objective, term=term))

@@ -16,7 +16,8 @@ import pandas as pd
 from .config import WEIGHTS
 from .i18n import Catalogue
 from .quarters import shift_quarter
-from .report_text import _headline_names, _num, change, format_change, format_interval, format_metric
+from .report_text import (_num, change, format_change, format_interval, format_metric,
+                          headline_names)
 
 
 @dataclass
@@ -38,7 +39,7 @@ def headline_metrics(findings: dict, cat: Catalogue) -> Table | None:
     prev = shift_quarter(quarter, -1)
     company = {(m.get("name"), m.get("quarter")): m for m in findings.get("metrics") or []
                if m.get("scope") == "company"}
-    names = _headline_names(findings)
+    names = headline_names(findings)
     if not names:
         return None
     rows = []

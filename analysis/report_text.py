@@ -258,7 +258,7 @@ def change(current: dict, previous: dict | None) -> Change | None:
 
 
 def metric_sentence(current: dict, previous: dict | None, cat: Catalogue) -> str:
-    """"Company NPS was 31.2 in Q4 2025 (95% CI ...), up +2.3 points on Q3 2025, ..."""
+    """The headline sentence of one company metric and its change on the last quarter."""
     name = str(current.get("name"))
     quarter = str(current.get("quarter"))
     args = dict(metric=cat.label("metrics", name), value=format_metric(name, current.get("value"), cat),
@@ -284,7 +284,7 @@ def summary_sentences(findings: dict, cat: Catalogue) -> list[str]:
     quarter = str(findings.get("quarter", ""))
     company = {(m.get("name"), m.get("quarter")): m for m in findings.get("metrics") or []
                if m.get("scope") == "company"}
-    for name in _headline_names(findings):
+    for name in headline_names(findings):
         if len(out) >= MAX_SENTENCES:
             break
         current = company.get((name, quarter))
@@ -300,8 +300,8 @@ def summary_sentences(findings: dict, cat: Catalogue) -> list[str]:
     return out[:MAX_SENTENCES]
 
 
-def _headline_names(findings: dict) -> list[str]:
-    """Company metrics of the quarter, in a stable order: NPS first, then by name."""
+def headline_names(findings: dict) -> list[str]:
+    """Names of the company metrics of the quarter, in a stable order: NPS first, then by name."""
     names = {m.get("name") for m in findings.get("metrics") or []
              if m.get("scope") == "company" and m.get("quarter") == findings.get("quarter")}
     preferred = ("nps", "churn_rate", "csat", "renewal_rate")
