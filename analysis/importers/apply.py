@@ -138,7 +138,7 @@ def apply_file(raw: RawTable, tm: TableMapping, mapping: Mapping, report: TableR
     keep_idx = _index(raw, tm.keep_if[0]) if tm.keep_if else []
     col_idx = {n: raw.headers.index(h) for n, h in used.items() if h}
     id_col = TABLES[tm.table].id_column
-    records, rejected = [], []
+    records, rejected, memo = [], [], {}
     report.rows_read += len(rows)
     for number, cells in zip(raw.row_numbers, rows):
         if _blank(cells):
@@ -148,7 +148,7 @@ def apply_file(raw: RawTable, tm: TableMapping, mapping: Mapping, report: TableR
         elif tm.keep_if and not any(value_key(cells[i]) in tm.keep_if[1] for i in keep_idx):
             report.rows_filtered += 1
         else:
-            values, bad = _convert_row(raw, tm, mapping, used, col_idx, cells, number)
+            values, bad = _convert_row(raw, tm, mapping, used, col_idx, cells, number, memo)
             if bad:
                 rejected.append(Rejected(values.get(id_col), raw.file.name, number, bad))
             else:
@@ -156,7 +156,21 @@ def apply_file(raw: RawTable, tm: TableMapping, mapping: Mapping, report: TableR
     return records, rejected
 
 
-def _convert_row(raw, tm, mapping, used, col_idx, cells, number) -> tuple[dict, list[QuarantineRow]]:
+def _cached(memo: dict, spec: ColumnSpec, cell: object, tz: str | None) -> object:
+    """Convert a cell, reusing the result for a value already seen in this column."""
+    key = (type(cell), cell)
+    if key not in memo:
+        try:
+            memo[key] = (parse_date(cell, formats=spec.formats, tz=tz)
+                         if spec.kind == "date" and not spec.values else convert(spec, cell))
+        except ParseError as exc:
+            memo[key] = exc
+    if isinstance(memo[key], ParseError):
+        raise type(memo[key])(memo[key].reason)  # a fresh exception: no shared traceback
+    return memo[key]
+
+
+def _convert_row(raw, tm, mapping, used, col_idx, cells, number, memo) -> tuple[dict, list[QuarantineRow]]:
     values, bad = {}, []
     for name, spec in tm.columns.items():
         if spec.constant is not None:
@@ -171,8 +185,7 @@ def _convert_row(raw, tm, mapping, used, col_idx, cells, number) -> tuple[dict, 
                              file=raw.file.name, column=used[name], row=number - raw.header_row,
                              hint="open the file in Excel or WPS and save it, so computed values are stored")
         try:
-            values[name] = (parse_date(cell, formats=spec.formats, tz=mapping.timezone)
-                            if spec.kind == "date" and not spec.values else convert(spec, cell))
+            values[name] = _cached(memo.setdefault(name, {}), spec, cell, mapping.timezone)
         except AmbiguousDateError:
             raise InputError(f"date {clean_text(cell)!r} (file row {number}) could be day/month or "
                              "month/day", file=raw.file.name, column=used[name], row=number - raw.header_row,
