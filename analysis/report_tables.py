@@ -99,7 +99,7 @@ def team_table(findings: dict, plans_df: pd.DataFrame | None, cat: Catalogue,
                if m.get("scope") == "team" and m.get("quarter") == quarter and m.get("team_id")]
     if not rows_in:
         return None
-    names = [n for n in ("nps", "csat", "pct_satisfied", "churn_rate", "renewal_rate")
+    names = [n for n in ("nps", "csat_mean", "pct_satisfied", "churn_rate", "renewal_rate")
              if any(m.get("name") == n for m in rows_in)]
     names += sorted({str(m.get("name")) for m in rows_in} - set(names))
     teams = sorted({str(m["team_id"]) for m in rows_in})

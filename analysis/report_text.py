@@ -190,7 +190,8 @@ def objective_text(rec: dict, cat: Catalogue) -> str:
 # -- metrics -------------------------------------------------------------------------
 
 def metric_unit(name: str, cat: Catalogue) -> str:
-    """Unit kind of a metric: share (0–1, shown in %), points, score, rate, money, count."""
+    """Unit kind of a metric: share (0–1, shown in %), percent (0–100), points, score,
+    rate, money, count."""
     entry = cat.data.get("metrics", {}).get(name)
     if isinstance(entry, dict):
         return str(entry.get("unit", "rate"))
@@ -203,8 +204,8 @@ def format_metric(name: str, value: Any, cat: Catalogue) -> str:
     if x is None:
         return cat.t("fmt.missing")
     unit = metric_unit(name, cat)
-    if unit == "share":
-        return cat.pct(100 * x, 1)
+    if unit in ("share", "percent"):
+        return cat.pct(100 * x if unit == "share" else x, 1)
     digits = {"score": 2, "money": 0, "count": 0}.get(unit, 1)
     return cat.number(x, digits)
 
@@ -304,6 +305,7 @@ def headline_names(findings: dict) -> list[str]:
     """Names of the company metrics of the quarter, in a stable order: NPS first, then by name."""
     names = {m.get("name") for m in findings.get("metrics") or []
              if m.get("scope") == "company" and m.get("quarter") == findings.get("quarter")}
-    preferred = ("nps", "churn_rate", "csat", "renewal_rate")
+    preferred = ("nps", "churn_rate", "csat_mean", "renewal_rate", "pct_satisfied",
+                 "complaint_rate", "response_rate", "bookings")
     return [n for n in preferred if n in names] + sorted(n for n in names
                                                           if n not in preferred)

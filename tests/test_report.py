@@ -198,7 +198,7 @@ def test_clear_effect_direction_and_interval_in_business_terms():
 def test_headline_metrics_mark_only_changes_beyond_uncertainty(rendered: dict[str, str]):
     html = rendered["en"]
     rows = {m: row for m, row in re.findall(r'<th scope="row" class="">([^<]+)</th>(.*?)</tr>', html)}
-    assert "clear fall" in rows["Complaints per 100 customers"]  # -0.8, CI of change excludes 0
+    assert "clear fall" in rows["Complaints per 100 customer-quarters"]  # -0.8, CI of change excludes 0
     assert "clear" not in rows["NPS"]  # +2.8 with CIs of +-3.3: noise
 
 
