@@ -26,9 +26,8 @@ WILD_REPS = 9_999
 def cluster_scores(scores: np.ndarray, clusters: np.ndarray) -> np.ndarray:
     """Sum per-row score contributions (n, p) within clusters -> (G, p)."""
     codes, inverse = np.unique(clusters, return_inverse=True)
-    out = np.zeros((len(codes), scores.shape[1]))
-    np.add.at(out, inverse, scores)
-    return out
+    return np.column_stack([np.bincount(inverse, weights=scores[:, j], minlength=len(codes))
+                            for j in range(scores.shape[1])])
 
 
 def cluster_sandwich(bread_inv: np.ndarray, scores: np.ndarray, clusters: np.ndarray, *,

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
 
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
@@ -68,7 +68,8 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
     keep = [t for t in TERMS if not reasons[t]]
     qd = _quarter_dummies(data["quarter"])
     names = keep + list(qd.columns)
-    xmat = np.column_stack([x[keep].to_numpy(), qd.to_numpy()]) if names else None
+    xmat = sparse.hstack([sparse.csr_matrix(x[keep].to_numpy()),
+                          sparse.csr_matrix(qd.to_numpy())], format="csr") if names else None
     if not keep:
         return _finish(data, reasons, None, None, names, g, t0, extras={})
     fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
