@@ -1,0 +1,228 @@
+"""Turn one raw column (strings from CSV, stored types from Parquet/DuckDB) into typed values.
+
+Each parser returns the typed values together with two masks: which cells were null
+(missing) and which held something that is not a value of the column's kind. The
+checks that follow (nullability, ranges, choices) are pandera's job in
+``analysis.validate``; parsing only decides what each cell *is*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from .contract import Column
+
+#: Dates before 1677-09-22 or after 2262-04-11 do not fit datetime64[ns].
+_ISO_DATE = r"\d{4}-\d{2}-\d{2}"
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+
+#: Reason for a present but unparseable cell, by column kind.
+PARSE_REASON = {
+    "date": "not a date",
+    "float": "not a number",
+    "int": "not an integer",
+    "bool": "not a boolean",
+}
+DATE_RANGE_REASON = "date out of range"
+
+#: dtype of each kind while checking (bool becomes plain ``bool`` once nulls are gone).
+CHECK_DTYPE = {"id": object, "str": object, "enum": object, "date": "datetime64[ns]",
+               "float": "float64", "int": "Int64", "bool": "boolean"}
+
+
+@dataclass
+class Parsed:
+    """A parsed column: typed ``values`` (null where ``null`` or ``bad``) and the masks."""
+
+    values: pd.Series
+    null: np.ndarray
+    bad: np.ndarray
+    out_of_range: np.ndarray  # dates only: ISO-shaped but outside datetime64[ns]
+
+
+def parse_column(raw: pd.Series, col: Column) -> Parsed:
+    """Parse ``raw`` as a value of ``col.kind``.
+
+    Parameters
+    ----------
+    raw : Series
+        The column as read (any dtype); not modified.
+    col : Column
+        Its contract definition.
+
+    Returns
+    -------
+    Parsed
+        Values with the dtype of ``CHECK_DTYPE[col.kind]`` on the same index.
+    """
+    text, is_text = _text(raw)
+    null = raw.isna().to_numpy()
+    if is_text.any():
+        null = null | (text.str.len() == 0).to_numpy(dtype=bool, na_value=False)
+    parser = {"id": _parse_str, "str": _parse_str, "enum": _parse_str, "date": _parse_date,
+              "float": _parse_float, "int": _parse_int, "bool": _parse_bool}[col.kind]
+    values, bad, oor = parser(raw, text, is_text, null)
+    return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null)
+
+
+def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """Stripped text of the string cells (NA elsewhere, Arrow-backed) and their mask."""
+    n = len(raw)
+    if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
+        return pd.Series(pd.NA, index=raw.index, dtype=_TEXT), np.zeros(n, bool)
+    obj = raw if raw.dtype == object else raw.astype(object)
+    kind = pd.api.types.infer_dtype(obj, skipna=True)
+    if kind == "string":
+        text = obj.astype(_TEXT)
+        is_text = text.notna().to_numpy()
+    else:
+        is_text = obj.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        text = obj.where(is_text).astype(_TEXT)
+    return text.str.strip(), is_text
+
+
+_TEXT = "string[pyarrow]"
+
+
+def _none(n: int) -> np.ndarray:
+    return np.zeros(n, bool)
+
+
+def _parse_str(raw, text, is_text, null):
+    values = raw.to_numpy(dtype=object, copy=True)
+    others = ~is_text & ~null
+    if others.any():
+        values[others] = [_render(v) for v in values[others]]
+    values[null] = None
+    return pd.Series(values, index=raw.index, dtype=object), _none(len(raw)), _none(len(raw))
+
+
+def _render(v) -> str:
+    """Non-string cell in a text column: integral numbers without ``.0``, dates as ISO."""
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    if isinstance(v, pd.Timestamp) or hasattr(v, "isoformat"):
+        ts = pd.Timestamp(v)
+        return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.isoformat()
+    return str(v)
+
+
+def _parse_date(raw, text, is_text, null):
+    n = len(raw)
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        v = raw.dt.tz_localize(None) if getattr(raw.dt, "tz", None) is not None else raw
+        v = v.dt.normalize()
+        oor = ((v < pd.Timestamp.min) | (v > pd.Timestamp.max)).to_numpy()
+        values = v.where(~oor).astype("datetime64[ns]")
+        return values, _none(n), oor
+    values = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+    bad = ~null.copy()
+    oor = _none(n)
+    if is_text.any():
+        iso = text.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
+        parsed = pd.to_datetime(text.where(iso).astype(object), format="%Y-%m-%d", errors="coerce")
+        ok = parsed.notna().to_numpy()
+        values[ok] = parsed[ok]
+        bad &= ~ok
+        oor = iso & ~ok & _valid_calendar(text, iso & ~ok)
+    others = ~is_text & ~null
+    if others.any():
+        for i in np.flatnonzero(others):
+            v = raw.iloc[i]
+            if hasattr(v, "year") and hasattr(v, "month") and not isinstance(v, str):
+                try:
+                    values.iloc[i] = pd.Timestamp(v).tz_localize(None).normalize() \
+                        if getattr(v, "tzinfo", None) else pd.Timestamp(v).normalize()
+                    bad[i] = False
+                except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+                    oor[i] = True
+    return values, bad, oor
+
+
+def _valid_calendar(text: pd.Series, mask: np.ndarray) -> np.ndarray:
+    """Among ISO-shaped strings that failed to parse, those that are real calendar dates."""
+    out = _none(len(text))
+    for i in np.flatnonzero(mask):
+        y, m, d = (int(x) for x in text.iloc[i].split("-"))
+        try:
+            date(y, m, d)
+            out[i] = True
+        except ValueError:
+            pass
+    return out
+
+
+def _numbers(raw, text, is_text, null) -> tuple[np.ndarray, np.ndarray]:
+    """Float values and a mask of cells that are not finite numbers."""
+    n = len(raw)
+    if pd.api.types.is_bool_dtype(raw):
+        return np.full(n, np.nan), ~null
+    if pd.api.types.is_numeric_dtype(raw):
+        vals = raw.to_numpy(dtype=float, na_value=np.nan)
+        return vals, ~np.isfinite(vals) & ~null
+    if is_text.all() or not (~is_text & ~null).any():
+        vals = pd.to_numeric(text.astype(object), errors="coerce")
+    else:
+        obj = raw.astype(object).where(~is_text, text.astype(object))
+        is_bool = obj.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+        vals = pd.to_numeric(obj.where(~is_bool), errors="coerce")
+    vals = np.asarray(vals, dtype=float)
+    bad = ~np.isfinite(vals)
+    vals[bad] = np.nan
+    return vals, bad
+
+
+def _parse_float(raw, text, is_text, null):
+    vals, bad = _numbers(raw, text, is_text, null)
+    return pd.Series(vals, index=raw.index, dtype="float64"), bad, _none(len(raw))
+
+
+def _parse_int(raw, text, is_text, null):
+    vals, bad = _numbers(raw, text, is_text, null)
+    frac = np.isfinite(vals) & (vals != np.floor(np.where(np.isfinite(vals), vals, 0)))
+    bad = bad | frac
+    vals = np.where(bad, np.nan, vals)
+    values = pd.Series(vals, index=raw.index, dtype="Float64").astype("Int64")
+    return values, bad, _none(len(raw))
+
+
+def _parse_bool(raw, text, is_text, null):
+    n = len(raw)
+    if pd.api.types.is_bool_dtype(raw):
+        return raw.astype("boolean"), _none(n), _none(n)
+    if pd.api.types.is_numeric_dtype(raw):
+        vals = raw.to_numpy(dtype=float, na_value=np.nan)
+        truth = pd.Series(pd.array(np.where(vals == 1, True, False), dtype="boolean"),
+                          index=raw.index)
+        ok = (vals == 1) | (vals == 0)
+        truth[~ok] = pd.NA
+        return truth, ~ok, _none(n)
+    if is_text.all() or not (~is_text & ~null).any():
+        lower = text.str.lower()
+        yes = lower.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
+        no = lower.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
+    else:
+        key = raw.astype(object).map(_bool_key)
+        yes, no = (key == "true").to_numpy(), (key == "false").to_numpy()
+    truth = pd.Series(pd.array(yes, dtype="boolean"), index=raw.index)
+    truth[~(yes | no)] = pd.NA
+    return truth, ~(yes | no), _none(n)
+
+
+def _bool_key(v) -> str | None:
+    if isinstance(v, str):
+        s = v.strip().lower()
+        return "true" if s in _TRUE else "false" if s in _FALSE else None
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1):
+        return "true" if v == 1 else "false"
+    return None
+

@@ -1,0 +1,299 @@
+"""Parse and check the raw tables against the contract; quarantine what fails.
+
+``validate(raw, as_of)`` returns clean typed tables plus one quarantine line per
+rejected row. Fatal problems (a required table or column missing) raise one
+``InputError`` listing all of them. Row checks run in the fixed order of
+``analysis.quarantine.REASONS``; a row keeps the first reason it fails:
+
+1. identity: missing id, duplicate ids (identical copies: first kept; conflicting
+   copies: all quarantined);
+2. column checks, driven by ``analysis.contract`` through a pandera schema run with
+   ``lazy=True``: type (parse), nullability, choices, ranges, dates before 1990,
+   event dates after ``as_of``;
+3. row rules: date order, deal status vs close date, answers without a response date,
+   payments without a payment date, plan weights summing to 1;
+4. references, tables in dependency order so quarantine cascades: a row naming a
+   quarantined parent is quarantined with "<parent> quarantined";
+5. overlapping plan assignments of a team (all overlapping rows quarantined).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+
+from .config import WEIGHT_SUM_TOL, WEIGHTS
+from .contract import TABLES, Column, Table
+from .parse import CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, parse_column
+from .quarantine import QUARANTINE_COLUMNS, RowVerdicts, ValidatedData, quarantine_rows
+from .sources import RawData, raise_problems, structure_problems
+
+log = logging.getLogger(__name__)
+
+EARLIEST = pd.Timestamp("1990-01-01")
+
+#: (later, earlier) date pairs: a row whose ``later`` precedes ``earlier`` is quarantined.
+DATE_ORDER = {
+    "reps": (("exit_date", "hire_date"),),
+    "plan_assignments": (("valid_to", "valid_from"),),
+    "deals": (("close_date", "created_date"),),
+    "contracts": (("end_date", "start_date"), ("cancel_date", "start_date")),
+    "surveys": (("responded_date", "sent_date"),),
+}
+#: Entity named in reference reasons ("unknown rep", "rep quarantined").
+ENTITY = {"reps": "rep", "customers": "customer", "kpi_plans": "plan"}
+_CHECK_ORDER = ("missing value", "not an allowed value", "out of range",
+                "date before 1990-01-01", "future-dated")
+
+
+def validate(raw: RawData, as_of: date) -> ValidatedData:
+    """Parse, check and split every table into used rows and quarantined rows.
+
+    Parameters
+    ----------
+    raw : RawData
+        Tables as read by a source; not modified.
+    as_of : date
+        The data's as-of date: event dates after it are future-dated.
+
+    Returns
+    -------
+    ValidatedData
+        Typed clean tables, the quarantine and per-table counts.
+
+    Raises
+    ------
+    InputError
+        Listing every missing required table and required column at once.
+    """
+    as_of_ts = pd.Timestamp(as_of).normalize()
+    raise_problems(structure_problems(raw.tables, raw.locations))
+    clean: dict[str, pd.DataFrame] = {}
+    seen: dict[str, pd.DataFrame] = {}  # typed frame of every row read, per table
+    quarantined, counts = [], {}
+    for name, table in TABLES.items():
+        if name not in raw.tables:
+            continue
+        frame = raw.tables[name].reset_index(drop=True)
+        typed, verdicts, ids = _check_table(table, frame, as_of_ts, clean, seen)
+        keep = verdicts.alive
+        clean[name] = _finish(table, typed.loc[keep])
+        seen[name] = typed
+        q = quarantine_rows(name, verdicts, ids, frame)
+        quarantined.append(q)
+        counts[name] = (len(frame), int(keep.sum()), len(q))
+        if len(q):
+            log.warning("%s: %d of %d rows quarantined (%s)", name, len(q), len(frame),
+                        ", ".join(f"{r}: {n}" for r, n in q["reason"].value_counts().items()))
+    quarantine = (pd.concat(quarantined, ignore_index=True) if quarantined
+                  else pd.DataFrame(columns=list(QUARANTINE_COLUMNS)))
+    by_reason = {n: {str(r): int(c) for r, c in
+                     quarantine.loc[quarantine["table"] == n, "reason"].value_counts(sort=False).items()}
+                 for n in counts}
+    return ValidatedData(
+        tables=clean, quarantine=quarantine,
+        rows_read={n: c[0] for n, c in counts.items()},
+        rows_used={n: c[1] for n, c in counts.items()},
+        rows_quarantined={n: c[2] for n, c in counts.items()},
+        by_reason=by_reason, as_of=as_of_ts.date(),
+        fingerprint=raw.fingerprint, locations=dict(raw.locations))
+
+
+def _check_table(table: Table, frame: pd.DataFrame, as_of: pd.Timestamp,
+                 clean: dict[str, pd.DataFrame], seen: dict[str, pd.DataFrame]):
+    """Typed frame (all rows), verdicts and row identifiers for one table."""
+    cols = [c for c in table.columns if c.name in frame.columns]
+    parsed = {c.name: parse_column(frame[c.name], c) for c in cols}
+    typed = pd.DataFrame({n: p.values for n, p in parsed.items()}, index=frame.index)
+    verdicts = RowVerdicts(len(frame))
+    ids = _row_ids(table, typed)
+    _check_identity(table, frame, typed, parsed, verdicts)
+    _check_parsing(cols, parsed, verdicts)
+    _check_columns(table, cols, typed, as_of, verdicts)
+    _check_rows(table.name, typed, verdicts)
+    _check_references(table, typed, verdicts, clean, seen)
+    if table.name == "plan_assignments":
+        _check_overlaps(typed, verdicts)
+    return typed, verdicts, ids
+
+
+def _has_id(table: Table) -> bool:
+    return table.columns[0].kind == "id"
+
+
+def _row_ids(table: Table, typed: pd.DataFrame) -> pd.Series:
+    """What names a row in the quarantine: its id, or team/plan/valid_from for assignments."""
+    if _has_id(table):
+        return typed[table.id_column]
+    parts = [typed["team_id"].fillna(""), typed["plan_id"].fillna(""),
+             typed["valid_from"].dt.strftime("%Y-%m-%d").fillna("")]
+    return parts[0].str.cat(parts[1:], sep="/").astype(object)
+
+
+def _check_identity(table, frame, typed, parsed, verdicts) -> None:
+    """Missing ids, conflicting duplicate ids, identical duplicate rows."""
+    contract_cols = list(typed.columns)
+    # 64-bit row hashes: a false "duplicate row" needs a collision (~3e-8 at 1M rows)
+    row_hash = pd.util.hash_pandas_object(frame[contract_cols], index=False)
+    identical = row_hash.duplicated(keep="first").to_numpy()
+    if not _has_id(table):
+        verdicts.mark(identical, "duplicate row", None)
+        return
+    key = table.id_column
+    verdicts.mark(parsed[key].null, "missing id", key)
+    ids = typed[key]
+    distinct = ~identical & ids.notna().to_numpy()
+    dup_ids = ids[distinct][ids[distinct].duplicated(keep=False)]
+    conflicting = ids.isin(set(dup_ids)).to_numpy()
+    verdicts.mark(conflicting, "conflicting duplicate id", key)
+    verdicts.mark(identical, "duplicate row", key)
+
+
+def _check_parsing(cols: list[Column], parsed: dict[str, Parsed], verdicts) -> None:
+    """Cells present but not of their column's kind."""
+    for c in cols:
+        p = parsed[c.name]
+        if c.kind == "date":
+            verdicts.mark(p.out_of_range, DATE_RANGE_REASON, c.name)
+        if c.kind in PARSE_REASON:
+            verdicts.mark(p.bad & ~p.out_of_range, PARSE_REASON[c.kind], c.name)
+
+
+def contract_schema(table: Table, columns: list[str], as_of: pd.Timestamp) -> pa.DataFrameSchema:
+    """The pandera schema of a typed (parsed) table, built from the contract.
+
+    Parameters
+    ----------
+    table : Table
+        Contract table.
+    columns : list of str
+        The contract columns present in the data.
+    as_of : Timestamp
+        Event dates after it fail the "future-dated" check.
+
+    Returns
+    -------
+    DataFrameSchema
+        Each check's ``name`` is its quarantine reason; nullability failures mean
+        "missing value".
+    """
+    spec = {}
+    for c in table.columns:
+        if c.name not in columns:
+            continue
+        checks = []
+        if c.kind == "enum":
+            checks.append(pa.Check.isin(list(c.choices), name="not an allowed value"))
+        if c.kind in ("float", "int") and (c.lo is not None or c.hi is not None):
+            lo = -np.inf if c.lo is None else c.lo
+            hi = np.inf if c.hi is None else c.hi
+            checks.append(pa.Check.in_range(lo, hi, name="out of range"))
+        if c.kind == "date":
+            checks.append(pa.Check.ge(EARLIEST, name="date before 1990-01-01"))
+            if c.event:
+                checks.append(pa.Check.le(as_of, name="future-dated"))
+        spec[c.name] = pa.Column(CHECK_DTYPE[c.kind], checks=checks, nullable=c.nullable)
+    return pa.DataFrameSchema(spec, strict=False, coerce=False)
+
+
+def _check_columns(table, cols, typed, as_of, verdicts) -> None:
+    """Run the contract schema lazily and mark each failure with its reason."""
+    schema = contract_schema(table, [c.name for c in cols], as_of)
+    try:
+        schema.validate(typed, lazy=True)
+        return
+    except pa.errors.SchemaErrors as e:
+        fc = e.failure_cases
+    if fc["index"].isna().any():  # a column-level (dtype) failure is a parser bug
+        raise RuntimeError(f"{table.name}: typed columns do not match the schema:\n{fc}")
+    reason = np.where(fc["check"] == "not_nullable", "missing value", None).astype(object)
+    named = {(cn, i): chk.name for cn, col in schema.columns.items()
+             for i, chk in enumerate(col.checks)}
+    numbered = fc["check_number"].notna()
+    reason[numbered.to_numpy()] = [named[(c, int(i))] for c, i in
+                                   zip(fc.loc[numbered, "column"], fc.loc[numbered, "check_number"])]
+    fc = fc.assign(reason=reason, index=fc["index"].astype("int64"))
+    order = {c.name: i for i, c in enumerate(cols)}
+    for r in _CHECK_ORDER:
+        hits = fc[fc["reason"] == r]
+        for col in sorted(hits["column"].unique(), key=order.get):
+            mask = np.zeros(len(typed), bool)
+            mask[hits.loc[hits["column"] == col, "index"].to_numpy()] = True
+            verdicts.mark(mask, r, col)
+
+
+def _check_rows(name: str, typed: pd.DataFrame, verdicts) -> None:
+    """Rules within a row: date order, status vs dates, answers, payments, weights."""
+    for later, earlier in DATE_ORDER.get(name, ()):
+        if later in typed and earlier in typed:
+            verdicts.mark((typed[later] < typed[earlier]).to_numpy(), f"{later} before {earlier}", later)
+    if name == "deals":
+        status, closed = typed["status"], typed["close_date"].notna()
+        verdicts.mark(((status == "won") & ~closed).to_numpy(), "won deal without close_date", "close_date")
+        verdicts.mark(((status == "open") & closed).to_numpy(), "open deal with close_date", "close_date")
+    if name == "surveys":
+        answered = typed["csat"].notna() | typed["nps"].notna()
+        verdicts.mark((answered & typed["responded_date"].isna()).to_numpy(),
+                      "csat/nps without responded_date", "responded_date")
+    if name == "invoices" and "paid_amount" in typed and "paid_date" in typed:
+        verdicts.mark((typed["paid_amount"].notna() & typed["paid_date"].isna()).to_numpy(),
+                      "paid_amount without paid_date", "paid_amount")
+    if name == "kpi_plans":
+        total = typed[list(WEIGHTS)].sum(axis=1, skipna=False)
+        verdicts.mark(((total - 1.0).abs() > WEIGHT_SUM_TOL).to_numpy(), "weights do not sum to 1", "w_revenue")
+
+
+def _check_references(table: Table, typed, verdicts, clean, seen) -> None:
+    """Foreign keys against the parent's used rows ("unknown X" / "X quarantined")."""
+    for c in table.columns:
+        if c.name not in typed:
+            continue
+        target = c.references
+        rows = typed[c.name].notna().to_numpy()
+        if table.name == "deals" and c.name == "customer_id":
+            target, rows = "customers.customer_id", rows & (typed["status"] == "won").to_numpy()
+        if not target:
+            continue
+        parent = target.split(".")[0]
+        if parent not in seen:
+            continue
+        key = TABLES[parent].id_column
+        values = typed[c.name]
+        known = values.isin(set(seen[parent][key].dropna())).to_numpy()
+        used = values.isin(set(clean[parent][key])).to_numpy()
+        verdicts.mark(rows & ~known, f"unknown {ENTITY[parent]}", c.name)
+        verdicts.mark(rows & known & ~used, f"{ENTITY[parent]} quarantined", c.name)
+    if table.name == "plan_assignments" and "reps" in seen:
+        # any team a rep row names, used or quarantined: a team is not a row of its own
+        teams = set(seen["reps"]["team_id"].dropna())
+        verdicts.mark((typed["team_id"].notna() & ~typed["team_id"].isin(teams)).to_numpy(),
+                      "unknown team", "team_id")
+
+
+def _check_overlaps(typed: pd.DataFrame, verdicts) -> None:
+    """Assignments of one team whose periods overlap: all rows of each overlapping run."""
+    alive = verdicts.alive
+    a = typed.loc[alive, ["team_id", "valid_from", "valid_to"]]
+    if a.empty:
+        return
+    a = a.assign(end=a["valid_to"].fillna(pd.Timestamp.max)).sort_values(["team_id", "valid_from"])
+    prev_end = a.groupby("team_id")["end"].transform(lambda e: e.cummax().shift())
+    starts_run = prev_end.isna() | (a["valid_from"] > prev_end)
+    run = starts_run.cumsum()
+    size = run.map(run.value_counts())
+    mask = np.zeros(len(typed), bool)
+    mask[a.index[(size > 1).to_numpy()]] = True
+    verdicts.mark(mask, "overlapping plan assignment", "valid_from")
+
+
+def _finish(table: Table, rows: pd.DataFrame) -> pd.DataFrame:
+    """Used rows with the final dtypes of docs/architecture.md, fresh index."""
+    out = rows.reset_index(drop=True).copy()
+    for c in table.columns:
+        if c.name in out and c.kind == "bool":
+            out[c.name] = out[c.name].astype(bool)
+    return out
