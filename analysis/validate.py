@@ -28,6 +28,7 @@ import pandera.pandas as pa
 
 from .config import WEIGHT_SUM_TOL, WEIGHTS
 from .contract import TABLES, Column, Table
+from .errors import ParameterError
 from .parse import CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, parse_column
 from .quarantine import QUARANTINE_COLUMNS, RowVerdicts, ValidatedData, quarantine_rows
 from .sources import RawData, raise_problems, structure_problems
@@ -69,8 +70,16 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
     ------
     InputError
         Listing every missing required table and required column at once.
+    ParameterError
+        When ``as_of`` is missing or not a date.
     """
-    as_of_ts = pd.Timestamp(as_of).normalize()
+    try:
+        as_of_ts = pd.Timestamp(as_of)
+    except (TypeError, ValueError):
+        as_of_ts = pd.NaT
+    if pd.isna(as_of_ts):
+        raise ParameterError(f"as_of {as_of!r} is not a date; pass the day the data was extracted")
+    as_of_ts = as_of_ts.normalize()
     raise_problems(structure_problems(raw.tables, raw.locations))
     clean: dict[str, pd.DataFrame] = {}
     seen: dict[str, pd.DataFrame] = {}  # typed frame of every row read, per table
@@ -137,9 +146,7 @@ def _row_ids(table: Table, typed: pd.DataFrame) -> pd.Series:
 def _check_identity(table, frame, typed, parsed, verdicts) -> None:
     """Missing ids, conflicting duplicate ids, identical duplicate rows."""
     contract_cols = list(typed.columns)
-    # 64-bit row hashes: a false "duplicate row" needs a collision (~3e-8 at 1M rows)
-    row_hash = pd.util.hash_pandas_object(frame[contract_cols], index=False)
-    identical = row_hash.duplicated(keep="first").to_numpy()
+    identical = frame[contract_cols].duplicated(keep="first").to_numpy()  # exactly as read
     if not _has_id(table):
         verdicts.mark(identical, "duplicate row", None)
         return

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.config import SAMPLE_DIR
-from analysis.errors import InputError
+from analysis.errors import InputError, ParameterError
 from analysis.quarantine import QUARANTINE_COLUMNS, REASONS
 from analysis.sources import RawData, open_source
 from analysis.validate import validate
@@ -267,6 +267,11 @@ def test_all_fatal_problems_at_once(base):
         validate(RawData(tables=tables, locations=base.locations), AS_OF)
     msg = str(e.value)
     assert "3 problems" in msg and "contracts" in msg and "'amount'" in msg and "'status'" in msg
+
+
+def test_as_of_is_required(base):
+    with pytest.raises(ParameterError, match="as_of"):
+        validate(base, None)
 
 
 def test_optional_column_may_be_absent(base):
