@@ -123,7 +123,9 @@ def _write_text_atomic(path: Path, text: str) -> None:
 
 # ---------------------------------------------------------------- fragments
 def _writer(writer: str | None) -> str:
-    name = writer or os.environ.get(WRITER_ENV) or "interactive"
+    # JupyterLab names the notebook of a kernel in JPY_SESSION_NAME (a path)
+    session = Path(os.environ.get("JPY_SESSION_NAME", "")).stem
+    name = writer or os.environ.get(WRITER_ENV) or session or "interactive"
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
@@ -139,7 +141,8 @@ def write_fragment(run_dir: str | Path, key: str, value: Any, *,
     value : a DataFrame or list (concatenated with other writers' lists), a dict
         (merged with other writers' dicts) or a scalar.
     writer : who writes it; default the notebook the runner is executing
-        (``KPISAT_NOTEBOOK``), else ``"interactive"``.
+        (``KPISAT_NOTEBOOK``), else the notebook JupyterLab runs
+        (``JPY_SESSION_NAME``), else ``"interactive"``.
 
     Returns
     -------

@@ -64,7 +64,11 @@ def declared_parameters(notebook: Path) -> dict[str, dict]:
     """
     import papermill
 
-    declared = papermill.inspect_notebook(str(notebook))
+    try:
+        declared = papermill.inspect_notebook(str(notebook))
+    except ValueError as e:  # papermill: no kernelspec in the notebook's metadata
+        raise ParameterError(f"notebook {notebook.name} cannot be inspected ({e}); "
+                             "regenerate it with `kpisat notebooks --sync`") from None
     if not declared:
         raise ParameterError(f"notebook {notebook.name} has no cell tagged 'parameters'; "
                              "tag the cell holding its defaults")

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 from analysis import findings, runner
-from analysis.asof import VISIBLE_FROM
 from analysis.errors import ParameterError
 from conftest import SESSION_QUARTER, kpisat, tree_digest
 
@@ -78,24 +77,51 @@ def test_same_inputs_give_identical_findings(sample_run, sample_dir, tmp_path):
     assert again == sample_run.findings_bytes
 
 
-def _drop_later_rows(src: Path, dst: Path, day: str) -> int:
-    """Copy the sample folder, dropping every row that begins after ``day``."""
+#: Facts a row learns after it begins, as (date column, columns unknown before it, and
+#: what they read as until then). Written out here, independently of analysis.asof.
+LATER_FACTS = {
+    "reps": [("exit_date", {"exit_date": ""})],
+    "deals": [("close_date", {"close_date": "", "status": "open"})],
+    "contracts": [("cancel_date", {"cancel_date": ""}), ("end_date", {"outcome": "pending"})],
+    "surveys": [("responded_date", {"responded_date": "", "csat": "", "nps": ""})],
+    "invoices": [("paid_date", {"paid_date": "", "paid_amount": ""})],
+}
+BEGINS = {"reps": "hire_date", "customers": "acquired_date", "deals": "created_date",
+          "contracts": "start_date", "surveys": "sent_date", "complaints": "created_date",
+          "invoices": "due_date", "activities": "activity_date",
+          "plan_assignments": "valid_from"}
+
+
+def _extract_as_of(src: Path, dst: Path, day: str) -> int:
+    """Copy the sample as an extraction made on ``day`` would have looked.
+
+    Rows beginning after ``day`` are dropped; facts of the remaining rows dated after
+    it are not known yet (a later close reads as open, a later cancellation as none,
+    a contract ending later as pending, a later answer as no answer).
+    """
     shutil.copytree(src, dst)
+    cut = pd.Timestamp(day)
     dropped = 0
-    for table, column in VISIBLE_FROM.items():
+    for table, column in BEGINS.items():
         path = dst / f"{table}.csv"
         if not path.exists():
             continue
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
-        late = pd.to_datetime(df[column], errors="coerce") > pd.Timestamp(day)
+        late = pd.to_datetime(df[column], errors="coerce") > cut
         dropped += int(late.sum())
-        df[~late].to_csv(path, index=False)
+        df = df[~late].copy()
+        for date_column, unknown in LATER_FACTS.get(table, []):
+            later = pd.to_datetime(df[date_column], errors="coerce") > cut
+            for col, value in unknown.items():
+                if col in df:
+                    df.loc[later, col] = value
+        df.to_csv(path, index=False)
     return dropped
 
 
 def test_later_data_changes_nothing_in_a_quarter(sample_run, sample_dir, tmp_path):
     truncated = tmp_path / "until-q3"
-    assert _drop_later_rows(sample_dir, truncated, QUARTER_END) > 0
+    assert _extract_as_of(sample_dir, truncated, QUARTER_END) > 0
     result = kpisat("run", "--source", str(truncated), "--quarter", SESSION_QUARTER,
                     "--as-of", "2025-12-31", "--out", str(tmp_path / "reports"), "-q")
     assert result.returncode == 0, result.stderr
@@ -137,6 +163,13 @@ def test_failing_notebook_keeps_previous_report(sample_run, sample_dir, tmp_path
 
 
 # ---------------------------------------------------------------- parameters
+def _notebook(cells: list) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
+                                 "display_name": "Python 3"}
+    return nb
+
+
 def test_unknown_parameter_is_rejected_before_any_kernel(tmp_path):
     with pytest.raises(ParameterError) as e:
         runner.run(quarter=SESSION_QUARTER, out=tmp_path, params={"quater": "2025Q3"})
@@ -147,9 +180,8 @@ def test_unknown_parameter_is_rejected_before_any_kernel(tmp_path):
 
 
 def test_notebook_must_declare_the_standard_parameters(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell('quarter: str = ""  # quarter', metadata={
-        "tags": ["parameters"]})]
+    nb = _notebook([nbformat.v4.new_code_cell('quarter: str = ""  # quarter', metadata={
+        "tags": ["parameters"]})])
     nbformat.write(nb, tmp_path / "00_partial.ipynb")
     with pytest.raises(ParameterError, match="does not declare.*source"):
         runner.check_parameters(runner.discover_notebooks(tmp_path), {})
@@ -158,8 +190,8 @@ def test_notebook_must_declare_the_standard_parameters(tmp_path):
 def test_notebook_declaring_an_unset_parameter_is_rejected(tmp_path):
     lines = [f'{p}: str = ""  # {p}' for p in runner.STANDARD_PARAMETERS] + [
         'threshold: float = 0.5  # extra']
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})]
+    nb = _notebook([nbformat.v4.new_code_cell("\n".join(lines), metadata={
+        "tags": ["parameters"]})])
     nbformat.write(nb, tmp_path / "00_extra.ipynb")
     notebooks = runner.discover_notebooks(tmp_path)
     with pytest.raises(ParameterError, match="threshold"):
