@@ -1,0 +1,339 @@
+"""Descriptive customer metrics with confidence intervals, and the quarterly table.
+
+Scales: ``nps`` in points (-100..100); ``pct_satisfied`` in percent (0..100);
+``csat_mean`` on the 1..5 scale; ``proportion`` (and the ``*_rate`` metrics built on it:
+response, churn, renewal) as a share in 0..1; ``rate`` per ``per`` units of exposure
+(complaints per 100 customer-quarters); ``bookings`` in the data's currency.
+Intervals are 95 % unless ``level`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
+
+from .config import SMALL_CELL
+from .errors import ParameterError
+from .quarters import quarter_start
+
+logger = logging.getLogger(__name__)
+
+NAN = float("nan")
+#: Metric names of :func:`quarterly_metrics`, in report order.
+METRIC_NAMES = ("nps", "pct_satisfied", "csat_mean", "response_rate", "complaint_rate",
+                "churn_rate", "renewal_rate", "bookings")
+SCOPES = ("company", "team")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its interval.
+
+    Attributes
+    ----------
+    value, conf_low, conf_high : the estimate and its interval (NaN when n == 0).
+    n : observations behind it (responses, trials or events; see each function).
+    std_error : standard error on the scale of ``value``.
+    """
+
+    value: float
+    conf_low: float
+    conf_high: float
+    n: int
+    std_error: float
+
+
+_EMPTY = Estimate(NAN, NAN, NAN, 0, NAN)
+
+
+@functools.lru_cache(maxsize=8)
+def _z(level: float) -> float:
+    return float(stats.norm.ppf(0.5 + level / 2))
+
+
+def _floats(values) -> np.ndarray:
+    """Non-missing values as a float array (None, NaN and pd.NA dropped)."""
+    s = pd.Series(values).astype("float64").to_numpy()
+    return s[~np.isnan(s)]
+
+
+def _scores(values, lo: int, hi: int, name: str) -> np.ndarray:
+    """Non-missing values as floats; raise ValueError outside [lo, hi]."""
+    s = _floats(values)
+    if len(s) and (s.min() < lo or s.max() > hi):
+        raise ValueError(f"{name} scores must lie in {lo}..{hi}; got {s.min()}..{s.max()}")
+    return s
+
+
+def nps(scores, *, level: float = 0.95) -> Estimate:
+    """Net Promoter Score in points with its multinomial standard error.
+
+    NPS = 100 * (p_prom - p_det), promoters scoring 9-10 and detractors 0-6;
+    se = 100 * sqrt((p_prom + p_det - (p_prom - p_det)**2) / n); normal interval,
+    clipped to [-100, 100].
+
+    Parameters
+    ----------
+    scores : array-like of 0..10; missing values are dropped.
+    level : confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``n`` = number of scores.
+    """
+    s = _scores(scores, 0, 10, "NPS")
+    n = len(s)
+    if n == 0:
+        return _EMPTY
+    p_prom, p_det = float(np.mean(s >= 9)), float(np.mean(s <= 6))
+    value = 100 * (p_prom - p_det)
+    se = 100 * math.sqrt(max(p_prom + p_det - (p_prom - p_det) ** 2, 0.0) / n)
+    z = _z(level)
+    return Estimate(value, max(value - z * se, -100.0), min(value + z * se, 100.0), n, se)
+
+
+def proportion(k: int, n: int, *, level: float = 0.95) -> Estimate:
+    """Share ``k / n`` with the Wilson score interval.
+
+    Parameters
+    ----------
+    k : successes (churned, renewed, responded).
+    n : trials.
+    level : confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``std_error`` is the binomial sqrt(p (1 - p) / n); ``n`` = trials.
+    """
+    k, n = int(k), int(n)
+    if not 0 <= k <= n:
+        raise ValueError(f"proportion needs 0 <= k <= n; got k={k}, n={n}")
+    if n == 0:
+        return _EMPTY
+    p = k / n
+    low, high = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    # rounding can put a bound a hair beyond p at k = 0 or k = n (5.6e-17 for 0/7)
+    low, high = min(float(low), p), max(float(high), p)
+    return Estimate(p, low, high, n, math.sqrt(p * (1 - p) / n))
+
+
+def pct_satisfied(csat, *, level: float = 0.95) -> Estimate:
+    """Percent of CSAT responses scoring 4 or 5, with the Wilson interval.
+
+    Parameters
+    ----------
+    csat : array-like of 1..5; missing values are dropped.
+    level : confidence level.
+
+    Returns
+    -------
+    Estimate
+        In percent; ``n`` = responses.
+    """
+    s = _scores(csat, 1, 5, "CSAT")
+    e = proportion(int(np.sum(s >= 4)), len(s), level=level)
+    return Estimate(100 * e.value, 100 * e.conf_low, 100 * e.conf_high, e.n,
+                    100 * e.std_error)
+
+
+def mean(values, *, level: float = 0.95) -> Estimate:
+    """Mean with a t interval (sample standard deviation, n - 1 degrees of freedom).
+
+    Parameters
+    ----------
+    values : array-like; missing values are dropped.
+    level : confidence level.
+
+    Returns
+    -------
+    Estimate
+        Interval NaN when n < 2; ``n`` = values.
+    """
+    s = _floats(values)
+    n = len(s)
+    if n == 0:
+        return _EMPTY
+    m = float(s.mean())
+    if n < 2:
+        return Estimate(m, NAN, NAN, n, NAN)
+    se = float(s.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * se
+    return Estimate(m, m - half, m + half, n, se)
+
+
+def rate(events: int, exposure: float, per: float = 100, *, level: float = 0.95) -> Estimate:
+    """Event rate per ``per`` units of exposure, with the exact (Garwood) Poisson interval.
+
+    low = chi2.ppf(a/2, 2k) / 2, high = chi2.ppf(1 - a/2, 2k + 2) / 2 (low = 0 when
+    k = 0), both scaled by per / exposure; se = sqrt(k) * per / exposure.
+
+    Parameters
+    ----------
+    events : event count k (complaints).
+    exposure : exposure (customer-quarters); > 0 for an estimate.
+    per : the rate is per this much exposure.
+    level : confidence level.
+
+    Returns
+    -------
+    Estimate
+        ``n`` = events.
+    """
+    k = int(events)
+    if k < 0:
+        raise ValueError(f"events must be >= 0; got {events}")
+    if not exposure > 0:
+        return Estimate(NAN, NAN, NAN, k, NAN)
+    alpha = 1 - level
+    scale = per / exposure
+    low = float(stats.chi2.ppf(alpha / 2, 2 * k)) / 2 if k > 0 else 0.0
+    high = float(stats.chi2.ppf(1 - alpha / 2, 2 * k + 2)) / 2
+    return Estimate(k * scale, low * scale, high * scale, k, math.sqrt(k) * scale)
+
+
+# --- the quarterly table --------------------------------------------------------------
+
+def _quarter_labels(dates: pd.Series) -> pd.Series:
+    return dates.dt.year.astype("Int64").astype(str) + "Q" + dates.dt.quarter.astype(
+        "Int64").astype(str)
+
+
+def _survey_frame(tables: dict[str, pd.DataFrame], quarters: list[str]) -> pd.DataFrame:
+    """Surveys with the quarter sent and the team of their rep."""
+    s = tables["surveys"]
+    s = s.loc[s.sent_date.notna(), ["rep_id", "sent_date", "responded_date", "csat", "nps"]]
+    s = s.assign(quarter=_quarter_labels(s.sent_date), responded=s.responded_date.notna())
+    s = s[s.quarter.isin(quarters)]
+    teams = tables["reps"].set_index("rep_id").team_id
+    return s.assign(team_id=s.rep_id.map(teams))
+
+
+def _churn_frame(episodes: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
+    """Customers at risk on each quarter's first day, and whether they churned in it.
+
+    At risk = an episode covers the quarter's first day (episodes split at quarter
+    starts, so its first_day is that day); the team is the owner's team on that day.
+    """
+    starts = {q: pd.Timestamp(quarter_start(q)) for q in quarters}
+    ep = episodes[episodes.quarter.isin(quarters)]
+    at_start = ep.loc[ep.first_day == pd.to_datetime(ep.quarter.map(starts)),
+                      ["customer_id", "quarter", "team_id"]]
+    churned = ep.loc[ep.event == 1, ["customer_id", "quarter"]].assign(churned=1)
+    out = at_start.merge(churned, on=["customer_id", "quarter"], how="left")
+    return out.assign(churned=out.churned.fillna(0).astype(int))
+
+
+def _estimates(name: str, groups, keys) -> list[tuple]:
+    """Apply one estimator per group; ``groups`` maps key -> Estimate."""
+    return [(name, key, groups.get(key, _EMPTY)) for key in keys]
+
+
+def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quarter: str,
+                      scope: Literal["company", "team"] = "company", *,
+                      episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Customer metrics per quarter (and team), shaped like findings.json ``metrics``.
+
+    Parameters
+    ----------
+    tables : typed tables of the as-of view of ``quarter``'s last day (surveys, reps).
+    panel : :func:`analysis.derived.rep_quarter_panel` of the same view.
+    quarter : the analysed quarter; rows cover every panel quarter up to it.
+    scope : ``"company"`` or ``"team"``.
+    episodes : :func:`analysis.derived.survival_episodes` of the same view; built
+        from ``tables`` when omitted.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``name, scope, quarter, [team_id,] value, conf_low, conf_high, n,
+        suppressed``; value and interval are Python floats or None (object dtype).
+        Metrics: nps (points), pct_satisfied (%), csat_mean (1..5), response_rate
+        (share of surveys sent that were answered), complaint_rate (attributed
+        complaints per 100 customer-quarters of exposure; n = distinct customers at
+        risk in the quarter, from the episodes),
+        churn_rate (customers at risk on the quarter's first day who churned in the
+        quarter / those at risk), renewal_rate (renewed / renewal decisions due),
+        bookings (won amount; no interval; n = won deals). Surveys count in the
+        quarter sent, by the team of their rep. Team rows with n < SMALL_CELL carry
+        None and ``suppressed=True``.
+    """
+    if scope not in SCOPES:
+        raise ParameterError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+    quarters = sorted(q for q in panel.quarter.unique() if q <= quarter)
+    by = ["quarter"] if scope == "company" else ["quarter", "team_id"]
+    keys = sorted(panel.loc[panel.quarter.isin(quarters), by].drop_duplicates()
+                  .itertuples(index=False, name=None))
+    if episodes is None:
+        from .derived import survival_episodes
+        episodes = survival_episodes(tables, quarter)
+
+    def per_group(frame: pd.DataFrame, fn) -> dict:
+        return {(k if isinstance(k, tuple) else (k,)): fn(g)
+                for k, g in frame.groupby(by, sort=True)}
+
+    surveys = _survey_frame(tables, quarters)
+    answered = surveys[surveys.responded]
+    p = panel[panel.quarter.isin(quarters)]
+    churn = _churn_frame(episodes, quarters)
+    rows = []
+    rows += _estimates("nps", per_group(answered, lambda g: nps(g.nps)), keys)
+    rows += _estimates("pct_satisfied", per_group(answered, lambda g: pct_satisfied(g.csat)),
+                       keys)
+    rows += _estimates("csat_mean", per_group(answered, lambda g: mean(g.csat)), keys)
+    rows += _estimates("response_rate", per_group(
+        surveys, lambda g: proportion(g.responded.sum(), len(g))), keys)
+    customers = per_group(episodes[episodes.quarter.isin(quarters)],
+                          lambda g: g.customer_id.nunique())
+    rows += _estimates("complaint_rate", per_group(p, lambda g: _with_n(
+        rate(g.complaints.sum(), g.exposure.sum()), customers.get(_key(g, by), 0))), keys)
+    rows += _estimates("churn_rate", per_group(
+        churn, lambda g: proportion(g.churned.sum(), len(g))), keys)
+    rows += _estimates("renewal_rate", per_group(
+        p, lambda g: proportion(g.renewals_renewed.sum(), g.renewals_due.sum())), keys)
+    rows += _estimates("bookings", per_group(p, lambda g: Estimate(
+        float(g.bookings.sum()), NAN, NAN, int(g.won_deals.sum()), NAN)), keys)
+    return _tidy(rows, by, scope)
+
+
+def _key(group: pd.DataFrame, by: list[str]) -> tuple:
+    """The group-by key of a (non-empty) group."""
+    return tuple(group.iloc[0][c] for c in by)
+
+
+def _with_n(e: Estimate, n: int) -> Estimate:
+    return Estimate(e.value, e.conf_low, e.conf_high, int(n), e.std_error)
+
+
+def _none_if_nan(x: float):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def _tidy(rows: list[tuple], by: list[str], scope: str) -> pd.DataFrame:
+    records = []
+    for name, key, e in rows:
+        suppressed = scope == "team" and e.n < SMALL_CELL
+        value = (None, None, None) if suppressed else tuple(
+            _none_if_nan(x) for x in (e.value, e.conf_low, e.conf_high))
+        records.append({"name": name, "scope": scope, **dict(zip(by, key)),
+                        "value": value[0], "conf_low": value[1], "conf_high": value[2],
+                        "n": int(e.n), "suppressed": suppressed})
+    columns = ["name", "scope", *by, "value", "conf_low", "conf_high", "n", "suppressed"]
+    out = pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=object)
+                        for c in columns})
+    out["n"] = out.n.astype("int64")
+    out["suppressed"] = out.suppressed.astype(bool)
+    n_suppressed = int(out.suppressed.sum())
+    if n_suppressed:
+        logger.info("quarterly metrics: %d team cells below %d suppressed",
+                    n_suppressed, SMALL_CELL)
+    return out
