@@ -10,7 +10,14 @@ lives. Known differences, all outside the SQL's logic:
 * the loader here casts the pandas ``datetime64`` columns to ``DATE`` (in PostgreSQL
   they already are), and the small ``quarters`` table is passed in as data;
 * ``CREATE TEMP TABLE name AS <query>`` chains the building blocks (PostgreSQL
-  accepts the same statement).
+  accepts the same statement);
+* ``ORDER BY`` on strings follows the database's collation (bytewise in DuckDB, the
+  database locale in PostgreSQL) — re-sort in pandas if the order must match exactly;
+* PostgreSQL returns SUM/AVG of integers as ``numeric``: convert to float (see
+  :func:`tidy_result`).
+
+``tests/test_derived.py::test_same_results_in_postgres`` (``KPISAT_TEST_PG_URL``) runs
+the files in PostgreSQL through :func:`pyformat_params` and compares the results.
 
 Building blocks, each a temporary table made from its own SQL file, in order:
 ``team_plan_days`` (plan in force per team and day), ``customer_churn`` (churn date per
@@ -80,6 +87,11 @@ _INT_COLUMNS = {
     "renewal_table": ("renewed", "tenure_days"),
     "diagnostics": ("n",),
 }
+_FLOAT_COLUMNS = {
+    "rep_quarter_panel": ("bookings", "log_bookings", "csat_mean", "nps", "response_rate",
+                          "exposure"),
+    "renewal_table": ("annual_value",),
+}
 _DATE_COLUMNS = {
     "survival_episodes": ("first_day", "last_day"),
     "renewal_table": ("end_date",),
@@ -89,6 +101,45 @@ _DATE_COLUMNS = {
 def read_sql(name: str) -> str:
     """Return the text of ``analysis/sql/<name>.sql``."""
     return resources.files("analysis").joinpath("sql", f"{name}.sql").read_text("utf-8")
+
+
+def pyformat_params(sql: str) -> str:
+    """Rewrite ``$name`` parameters as ``%(name)s`` for psycopg (PostgreSQL).
+
+    The SQL files use DuckDB's named parameters; this is the one rewrite a
+    PostgreSQL driver needs (the files contain no literal ``%``).
+    """
+    if "%" in _PARAM.sub("", sql):
+        raise ValueError("SQL contains a literal '%'; escape it before pyformat binding")
+    return _PARAM.sub(r"%(\1)s", sql)
+
+
+def block_order(name: str) -> list[str]:
+    """Building blocks to create, in order, before running ``sql/<name>.sql``."""
+    order: list[str] = []
+
+    def visit(block: str) -> None:
+        for need in _BLOCKS[block]:
+            visit(need)
+        if block not in order:
+            order.append(block)
+
+    for block in _NEEDS[name]:
+        visit(block)
+    return order
+
+
+def quarters_frame(quarters: list[str]) -> pd.DataFrame:
+    """The ``quarters`` input of the SQL: quarter, q_start, q_end, n_days, q_key."""
+    frame = pd.DataFrame({
+        "quarter": quarters,
+        "q_start": [quarter_start(q) for q in quarters],
+        "q_end": [quarter_end(q) for q in quarters],
+    })
+    frame["n_days"] = [(e - s).days + 1 for s, e in zip(frame.q_start, frame.q_end)]
+    # 4 * year + quarter - 1, as the SQL computes it from a date
+    frame["q_key"] = [4 * y + q - 1 for y, q in map(parse_quarter, quarters)]
+    return frame
 
 
 def analysed_quarters(tables: dict[str, pd.DataFrame], quarter: str) -> list[str]:
@@ -119,6 +170,12 @@ def analysed_quarters(tables: dict[str, pd.DataFrame], quarter: str) -> list[str
         if earliest <= quarter_end(quarter):
             first = quarter_of(earliest)
     return quarter_range(first, quarter)
+
+
+def sql_params(sql: str, as_of: date, first_day: date) -> dict[str, date]:
+    """The parameters ``sql`` uses: ``as_of`` (D) and ``first_day`` (of the first quarter)."""
+    known = {"as_of": as_of, "first_day": first_day}
+    return {name: known[name] for name in sorted(set(_PARAM.findall(sql)))}
 
 
 class _Workspace:
@@ -154,14 +211,7 @@ class _Workspace:
         self.con.unregister(view)
 
     def _load_quarters(self) -> None:
-        frame = pd.DataFrame({
-            "quarter": self.quarters,
-            "q_start": [quarter_start(q) for q in self.quarters],
-            "q_end": [quarter_end(q) for q in self.quarters],
-        })
-        frame["n_days"] = [(e - s).days + 1 for s, e in zip(frame.q_start, frame.q_end)]
-        frame["q_key"] = [4 * y + q - 1 for y, q in map(parse_quarter, self.quarters)]
-        self.con.register("input_quarters", frame)
+        self.con.register("input_quarters", quarters_frame(self.quarters))
         self.con.execute(
             "CREATE TEMP TABLE quarters AS SELECT CAST(quarter AS VARCHAR) AS quarter, "
             "CAST(q_start AS DATE) AS q_start, CAST(q_end AS DATE) AS q_end, "
@@ -170,11 +220,10 @@ class _Workspace:
         self.con.unregister("input_quarters")
 
     def _params(self, sql: str) -> dict[str, date]:
-        known = {"as_of": self.as_of, "first_day": self.first_day}
-        return {name: known[name] for name in sorted(set(_PARAM.findall(sql)))}
+        return sql_params(sql, self.as_of, self.first_day)
 
     def ensure(self, block: str) -> None:
-        """Create the temporary table ``block`` (and the blocks it needs) once."""
+        """Create the temporary table ``block`` once (its own needs first)."""
         if block in self._built:
             return
         for need in _BLOCKS[block]:
@@ -185,20 +234,25 @@ class _Workspace:
 
     def query(self, name: str) -> pd.DataFrame:
         """Run ``sql/<name>.sql`` after its building blocks; return a tidy DataFrame."""
-        for block in _NEEDS[name]:
+        for block in block_order(name):
             self.ensure(block)
         sql = read_sql(name)
         # via Arrow: two to three times faster than .df() on a million-row result
         df = self.con.sql(sql, params=self._params(sql)).to_arrow_table().to_pandas(
             date_as_object=False)
-        for column in _INT_COLUMNS.get(name, ()):
-            df[column] = df[column].astype("int64")
-        for column in _DATE_COLUMNS.get(name, ()):
-            df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]")
-        for column in WEIGHTS:
-            if column in df:
-                df[column] = df[column].astype("float64")
-        return df
+        return tidy_result(name, df)
+
+
+def tidy_result(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Give the result of ``sql/<name>.sql`` its documented dtypes."""
+    for column in _INT_COLUMNS.get(name, ()):
+        df[column] = df[column].astype("int64")
+    for column in _DATE_COLUMNS.get(name, ()):
+        df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]")
+    for column in (*WEIGHTS, *_FLOAT_COLUMNS.get(name, ())):
+        if column in df:
+            df[column] = df[column].astype("float64")
+    return df
 
 
 def _log_diagnostics(diagnostics: pd.DataFrame) -> None:

@@ -20,6 +20,7 @@ customers / contracts
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -377,3 +378,79 @@ def test_same_owner_runs_merge_across_contract_boundary():
     c1 = ep[ep.customer_id == "C1"]
     assert list(zip(c1.rep_id, c1.plan_id, c1.start, c1.stop)) == [
         ("R1", "P1", 0, 36), ("R1", "P2", 36, 82), ("R1", "P2", 82, 173)]
+
+
+# --- the same SQL in PostgreSQL -------------------------------------------------------
+
+_PG_TYPES = {"id": "VARCHAR", "str": "VARCHAR", "enum": "VARCHAR", "date": "DATE",
+             "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN"}
+
+
+def _pg_value(v):
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)) or v is pd.NaT:
+        return None
+    if isinstance(v, pd.Timestamp):
+        return v.date()
+    return v.item() if hasattr(v, "item") else v
+
+
+def _run_in_postgres(url: str, tables: dict, quarter: str) -> dict[str, pd.DataFrame]:
+    """Load the typed tables into temporary PostgreSQL tables and run the SQL files."""
+    import psycopg
+
+    from analysis.contract import TABLES
+    from analysis.quarters import quarter_end, quarter_start
+
+    quarters = derived.analysed_quarters(tables, quarter)
+    as_of, first_day = quarter_end(quarter), quarter_start(quarters[0])
+    inputs = {**{n: tables[n][list(c)] for n, c in derived.INPUT_COLUMNS.items()},
+              "quarters": derived.quarters_frame(quarters)}
+    types = {n: {c: _PG_TYPES[TABLES[n].column(c).kind] for c in cols}
+             for n, cols in derived.INPUT_COLUMNS.items()}
+    types["quarters"] = {"quarter": "VARCHAR", "q_start": "DATE", "q_end": "DATE",
+                         "n_days": "BIGINT", "q_key": "INTEGER"}
+    out = {}
+    with psycopg.connect(url) as con:
+        for name, df in inputs.items():
+            cols = ", ".join(f'"{c}" {t}' for c, t in types[name].items())
+            con.execute(f'CREATE TEMP TABLE "{name}" ({cols})')
+            marks = ", ".join(["%s"] * len(df.columns))
+            with con.cursor() as cur:
+                cur.executemany(f'INSERT INTO "{name}" VALUES ({marks})',
+                                [tuple(_pg_value(v) for v in row)
+                                 for row in df.astype(object).itertuples(index=False)])
+        for name in ("rep_quarter_panel", "survival_episodes", "renewal_table"):
+            for block in derived.block_order(name):
+                exists = con.execute("SELECT to_regclass(%s)", (f"pg_temp.{block}",)).fetchone()[0]
+                if exists is None:
+                    sql = derived.read_sql(block)
+                    con.execute(f"CREATE TEMP TABLE {block} AS " + derived.pyformat_params(sql),
+                                derived.sql_params(sql, as_of, first_day))
+            sql = derived.read_sql(name)
+            cur = con.execute(derived.pyformat_params(sql), derived.sql_params(sql, as_of, first_day))
+            df = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+            for c in df.columns:  # numeric (from SUM/AVG in PostgreSQL) -> float
+                if df[c].map(lambda v: type(v).__name__ == "Decimal").any():
+                    df[c] = df[c].astype(float)
+            out[name] = derived.tidy_result(name, df)
+        con.rollback()
+    return out
+
+
+@pytest.mark.postgres
+def test_same_results_in_postgres(built):
+    url = os.environ.get("KPISAT_TEST_PG_URL")
+    if not url:
+        pytest.skip("set KPISAT_TEST_PG_URL to a PostgreSQL database to run this test")
+    pg = _run_in_postgres(url, tiny_tables(), "2024Q2")
+    keys = {"rep_quarter_panel": ["rep_id", "quarter"],
+            "survival_episodes": ["customer_id", "start"],
+            "renewal_table": ["contract_id"]}
+    for name, df in pg.items():
+        ddb = built[name]
+        assert len(ddb) > 0
+        key = keys[name]  # re-sort: string collations differ between the engines
+        pd.testing.assert_frame_equal(
+            df.sort_values(key).reset_index(drop=True)[list(ddb.columns)],
+            ddb.sort_values(key).reset_index(drop=True),
+            check_dtype=False, check_exact=False, rtol=1e-12)
