@@ -10,8 +10,9 @@ a run calls ``prepare`` with the same parameters and loads the cache in millisec
 
 When quarter and as-of are given explicitly and the source is a local folder, file
 or the sample, a content hash of its files finds the cache without reading the
-tables at all. A database source is read once by the runner, which pins the result
-for the notebooks of its run (``fresh=True`` bypasses the pin).
+tables at all. During a run, the runner names its own prepared folder in
+``KPISAT_PREPARED``: every notebook of the run then loads exactly what the runner
+prepared (also from a database, and even if the code changes while the run is going).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from .quarters import latest_complete_quarter, parse_quarter, quarter_end
 log = logging.getLogger(__name__)
 
 #: Version of the cache layout; bump when Prepared's shape changes.
-CACHE_LAYOUT = 1
+CACHE_LAYOUT = 2
+#: Environment variable through which the runner hands its prepared folder to kernels.
+PREPARED_ENV = "KPISAT_PREPARED"
 _FILE_SUFFIXES = (".csv", ".parquet", ".xlsx", ".duckdb", ".json")
 
 
@@ -90,6 +93,8 @@ class Prepared:
     as_of: str
     fingerprint: str
     source_description: str
+    #: The cache folder it was saved to / loaded from.
+    location: Path | None = None
 
     @property
     def quarter_end(self) -> date:
@@ -151,7 +156,7 @@ def prepare(source: str | None = None, quarter: str | None = None,
     quarter : e.g. ``2025Q4``; None or "" = latest complete quarter on or before as_of.
     as_of : ISO date the data was extracted; None or "" = what the source states
         (``run.json`` / ``kpisat_meta``), else today.
-    fresh : read the source even where a pinned result exists (the runner does).
+    fresh : ignore ``KPISAT_PREPARED`` (the runner prepares afresh).
 
     Returns
     -------
@@ -167,14 +172,13 @@ def prepare(source: str | None = None, quarter: str | None = None,
     as_of_opt = parse_as_of(as_of)
     if quarter:
         parse_quarter(quarter)  # malformed labels fail before anything is read
+    hit = None if fresh else _load_run_prepared(spec, quarter, as_of_opt)
     code = code_version()
-    quick = None
-    if quarter and as_of_opt is not None:
-        quick = _quick_key(spec, quarter, as_of_opt, code, pinned_ok=not fresh)
-        hit = _load_indexed(quick)
-        if hit is not None:
-            log.info("prepared %s from cache in %.2fs", hit.quarter, time.perf_counter() - t0)
-            return hit
+    if hit is None and quarter and as_of_opt is not None:
+        hit = _load_indexed(_quick_key(spec, quarter, as_of_opt, code))
+    if hit is not None:
+        log.info("prepared %s from cache in %.2fs", hit.quarter, time.perf_counter() - t0)
+        return hit
 
     from .sources import open_source
 
@@ -189,7 +193,8 @@ def prepare(source: str | None = None, quarter: str | None = None,
     if prepared is None:
         prepared = _build(raw, label, day)
         _save_atomic(prepared, folder)
-    index_key = _quick_key(spec, label, day, code, pinned_ok=True)
+        prepared.location = folder
+    index_key = _quick_key(spec, label, day, code)
     if index_key is not None:
         _write_index(index_key, key)
     log.info("prepared %s (as of %s) in %.2fs", label, day, time.perf_counter() - t0)
@@ -270,19 +275,35 @@ def code_version() -> str:
     return h.hexdigest()
 
 
-def _quick_key(spec: str | None, quarter: str, day: date, code: str, *,
-               pinned_ok: bool) -> str | None:
+def run_environment(p: Prepared, source: str | None) -> dict[str, str]:
+    """Environment that hands ``p`` to the kernels of a run (see :data:`PREPARED_ENV`)."""
+    value = {"folder": str(p.location), "source": normalise_source(source) or "",
+             "quarter": p.quarter, "as_of": p.as_of}
+    return {PREPARED_ENV: json.dumps(value)}
+
+
+def _load_run_prepared(spec: str | None, quarter: str | None,
+                       as_of: date | None) -> Prepared | None:
+    """The runner's prepared folder (``KPISAT_PREPARED``) if it answers this call."""
+    try:
+        pinned = json.loads(os.environ.get(PREPARED_ENV, ""))
+    except ValueError:
+        return None
+    if pinned.get("source") != (spec or "") or (quarter and quarter != pinned.get("quarter")) or (
+            as_of is not None and as_of.isoformat() != pinned.get("as_of")):
+        return None
+    folder = Path(pinned.get("folder", ""))
+    return _load(folder) if (folder / "meta.json").exists() else None
+
+
+def _quick_key(spec: str | None, quarter: str, day: date, code: str) -> str | None:
     """A cache key found without reading the tables (None when there is none)."""
     h = hashlib.sha256(f"{code}\0{quarter}\0{day.isoformat()}\0".encode())
     if spec is None:
         h.update(b"sample\0" + _files_digest(Path(config.SAMPLE_DIR)).encode())
         return h.hexdigest()
     if "://" in spec:
-        if not pinned_ok:
-            return None
-        from .findings import redact_source
-        h.update(b"pinned\0" + redact_source(spec).encode())
-        return h.hexdigest()
+        return None
     path = Path(spec)
     if not path.exists():
         return None
@@ -391,7 +412,7 @@ def _load(folder: Path) -> Prepared | None:
             validated=Validation(_load_any(meta["quarantine"], folder / "quarantine"),
                                  _load_any(meta["quality"], folder / "quality")),
             quarter=meta["quarter"], as_of=meta["as_of"], fingerprint=meta["fingerprint"],
-            source_description=meta["source_description"])
+            source_description=meta["source_description"], location=folder)
     except (OSError, ValueError, KeyError) as e:
         log.warning("ignoring unreadable prepared cache %s: %s", folder, e)
         return None

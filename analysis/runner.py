@@ -178,7 +178,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     NotebookError : naming the notebook and failing cell; the run is kept under
         ``OUT/.failed/`` and the previous ``OUT/<quarter>/`` is untouched.
     """
-    from .prepare import prepare
+    from .prepare import prepare, run_environment
 
     started = utc_now()
     if lang not in LANGS:
@@ -208,7 +208,8 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         for i, nb in enumerate(notebooks):
             entry = manifest["notebooks"][i]
             seconds = _run_one(nb, staging, {**base, **takes[nb]}, timeout, entry,
-                               position=f"[{i + 1}/{len(notebooks)}]", progress=progress)
+                               position=f"[{i + 1}/{len(notebooks)}]", progress=progress,
+                               env=run_environment(prepared, src))
             entry.update(status="ok", seconds=round(seconds, 1))
             merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
             write_manifest(staging, manifest)
@@ -229,7 +230,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
 
 
 def _run_one(nb: Path, staging: Path, parameters: dict, timeout: float, entry: dict, *,
-             position: str, progress: bool) -> float:
+             position: str, progress: bool, env: dict[str, str]) -> float:
     """Execute one notebook into ``staging``; return its seconds or raise NotebookError."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -239,7 +240,7 @@ def _run_one(nb: Path, staging: Path, parameters: dict, timeout: float, entry: d
     t0 = time.perf_counter()
     log.log(level, "%s %s ...", position, nb.stem)
     try:
-        with kernel_environment(nb.stem):
+        with kernel_environment(nb.stem, env):
             papermill.execute_notebook(
                 str(nb), str(target), parameters=parameters, kernel_name="python3",
                 progress_bar=False, log_output=False, cwd=str(staging),
@@ -287,16 +288,16 @@ def _failing_cell(executed: Path) -> str:
 
 
 @contextlib.contextmanager
-def kernel_environment(notebook: str) -> Iterator[None]:
+def kernel_environment(notebook: str, extra: dict[str, str] | None = None) -> Iterator[None]:
     """Environment a kernel inherits while ``notebook`` runs (restored afterwards).
 
     Pins ``PYTHONHASHSEED`` and the Matplotlib backend, names the notebook for
-    findings fragments, and puts the project root on ``PYTHONPATH`` so the kernel
-    imports this checkout's ``analysis`` package.
+    findings fragments, hands on the run's prepared inputs (``extra``), and puts the
+    project root on ``PYTHONPATH`` so the kernel imports this checkout's ``analysis``.
     """
     root = str(config.PROJECT_ROOT)
     path = os.environ.get("PYTHONPATH", "")
-    updates = {**KERNEL_ENV, WRITER_ENV: notebook,
+    updates = {**KERNEL_ENV, **(extra or {}), WRITER_ENV: notebook,
                "PYTHONPATH": root + (os.pathsep + path if path else "")}
     saved = {k: os.environ.get(k) for k in updates}
     os.environ.update(updates)
