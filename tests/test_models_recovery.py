@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyfixest as pf
 import pytest
 
-from analysis.config import TERMS, WEIGHTS
+from analysis.config import SEED, TERMS, WEIGHTS
 from analysis.models import fit_effects
-from analysis.models.clustered import WEBB, _WildProblem, wild_cluster_ci
+from analysis.models.clustered import WildTest, wild_cluster_ci
 from analysis.models.panel import fit_complaints, fit_linear
 from analysis.models.renewal import fit_renewal
 from analysis.models.survival import fit_churn
@@ -136,9 +137,19 @@ def test_collinear_term_is_not_estimable_with_reason():
     assert np.isnan(eff.loc["w_complaints", "estimate"])
 
 
-def test_few_clusters_use_wild_bootstrap_or_are_withheld():
-    panel = make_panel(4, n_teams=6, reps=6)
-    lin = _estimable(fit_linear(panel, "bookings", wild_reps=1999))
+@pytest.fixture(scope="module")
+def few_teams_panel():
+    return make_panel(4, n_teams=6, reps=6)
+
+
+@pytest.fixture(scope="module")
+def few_teams_bookings(few_teams_panel):
+    return fit_linear(few_teams_panel, "bookings", wild_reps=1999)
+
+
+def test_few_clusters_use_wild_bootstrap_or_are_withheld(few_teams_panel, few_teams_bookings):
+    panel = few_teams_panel
+    lin = _estimable(few_teams_bookings)
     assert lin["estimable"].all()
     assert lin["note"].str.contains("wild cluster bootstrap").all()
     assert (lin["conf_low"] < lin["estimate"]).all() and (lin["estimate"] < lin["conf_high"]).all()
@@ -150,34 +161,41 @@ def test_few_clusters_use_wild_bootstrap_or_are_withheld():
     assert (~churn["estimable"]).all() and churn["estimate"].isna().all()
 
 
-def test_wild_bootstrap_algebra_matches_brute_force():
-    rng = np.random.default_rng(5)
-    n, g = 120, 6
-    cl = np.repeat(np.arange(g), n // g)
-    x = rng.normal(size=(n, 3))
-    w = rng.uniform(0.5, 2, n)
-    y = x @ [0.5, 0.0, -0.2] + rng.normal(size=n) + rng.normal(size=g)[cl]
-    prob = _WildProblem(x, y, cl, 1, w, reps=200, seed=7)
-    beta0 = 0.3
-    sw = np.sqrt(w)
-    xs, ys = x * sw[:, None], y * sw
-    others = np.delete(xs, 1, axis=1)
-    yr = ys - beta0 * xs[:, 1]
-    gam = np.linalg.lstsq(others, yr, rcond=None)[0]
-    ur = yr - others @ gam
-    t_star = []
-    for v in prob.v:
-        yb = others @ gam + beta0 * xs[:, 1] + v[cl] * ur
-        b = np.linalg.lstsq(xs, yb, rcond=None)[0]
-        u = yb - xs @ b
-        s = np.array([xs[cl == h].T @ u[cl == h] for h in range(g)])
-        vc = prob.q @ (s.T @ s) @ prob.q * prob.scale
-        t_star.append((b[1] - beta0) / np.sqrt(vc[1, 1]))
-    t0 = (prob.beta[1] - beta0) / prob.se
-    assert prob.p_value(beta0) == pytest.approx(np.mean(np.abs(t_star) >= abs(t0)))
-    assert set(np.unique(np.abs(prob.v))) <= set(np.abs(WEBB).round(12)) | set(np.abs(WEBB))
-    res = wild_cluster_ci(x, y, cl, 0, weights=w, reps=999)
-    assert res.conf_low < 0.5 < res.conf_high
+def test_wild_p_value_is_pyfixests_own(few_teams_panel, few_teams_bookings):
+    # fit_linear's p-value is pyfixest's Feols.wildboottest on the same model, seed and draws
+    data = few_teams_panel.assign(y=few_teams_panel["log_bookings"] / 1.0,
+                                  team=pd.factorize(few_teams_panel["team_id"])[0])
+    data[list(TERMS)] = data[list(TERMS)] / 0.1
+    fit = pf.feols("y ~ " + " + ".join(TERMS) + " | rep_id + quarter", data=data,
+                   vcov={"CRV1": "team"})
+    lin = _estimable(few_teams_bookings)
+    for term in ("w_satisfaction", "w_process"):
+        own = fit.wildboottest(param=term, reps=1999, seed=SEED, weights_type="webb")
+        assert lin.loc[term, "p_value"] == float(own["Pr(>|t|)"])
+        assert lin.loc[term, "estimate"] == pytest.approx(float(fit.coef()[term]), abs=1e-10)
+
+
+def test_wild_interval_inverts_the_library_test(few_teams_panel):
+    data = few_teams_panel.assign(y=few_teams_panel["log_bookings"], one=1.0)
+    test = WildTest(data, "y", list(TERMS), ["rep_id", "quarter"], "team_id", reps=999)
+    res = wild_cluster_ci(test, "w_satisfaction")
+    step = 0.02 * float(test.fit().se()["w_satisfaction"])
+    assert test.p_value("w_satisfaction", res.conf_high - step) > 0.05
+    assert test.p_value("w_satisfaction", res.conf_high + step) <= 0.05
+    # a weighted model is bootstrapped as the OLS it equals: with unit weights the
+    # sqrt(w)-scaled route gives the library's unweighted p-value exactly
+    scaled = WildTest(data, "y", list(TERMS), ["rep_id", "quarter"], "team_id",
+                      weights="one", reps=999)
+    assert scaled.p_value("w_satisfaction", 0.3) == test.p_value("w_satisfaction", 0.3)
+
+
+def test_weighted_wild_route_fits_the_weighted_model(few_teams_panel):
+    data = few_teams_panel.loc[few_teams_panel["csat_responses"] > 0]
+    scaled = WildTest(data, "csat_mean", list(TERMS), ["rep_id", "quarter"], "team_id",
+                      weights="csat_responses").fit()
+    wls = pf.feols("csat_mean ~ " + " + ".join(TERMS) + " | rep_id + quarter", data=data,
+                   weights="csat_responses", vcov={"CRV1": "team_id"})
+    np.testing.assert_allclose(scaled.coef()[list(TERMS)], wls.coef()[list(TERMS)], atol=1e-9)
 
 
 def test_perfect_separation_does_not_crash():

@@ -1,26 +1,37 @@
-"""Cluster-robust sandwich and the wild cluster bootstrap (for few clusters).
+"""Cluster-robust sandwich, and the wild cluster bootstrap through pyfixest.
 
 ``cluster_sandwich`` is the CR1 estimator used by the logit and (without the
-finite-sample factor, i.e. Lin–Wei) the Cox model. ``wild_cluster_ci`` is the
-restricted wild cluster bootstrap (WCR, Webb six-point weights) with its
-confidence interval found by test inversion, computed at the cluster level
-(O(B·G²) per evaluated null) for a linear model whose fixed effects have already
-been partialled out.
+finite-sample factor, i.e. Lin–Wei) the Cox model. ``wild_cluster_ci`` wraps
+pyfixest's ``Feols.wildboottest`` (the ``wildboottest`` package: restricted
+wild cluster bootstrap, WCR-11, Webb six-point weights, seeded) for few clusters.
+The library tests only H0: β = 0 and returns no interval, so the interval is
+found the documented way of ``boottest``/fwildclusterboot: invert the test —
+the nulls β = b0 the bootstrap does not reject at 1 − level — bracketing each
+crossing and bisecting on the library's p-value. H0: β = b0 is
+tested as H0: β = 0 on the outcome y − b0·x, the same regression shifted, with
+the same seeded weights at every b0.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+from scipy import stats
+
 from analysis.config import SEED
 
 log = logging.getLogger(__name__)
 
-WEBB = np.array([-np.sqrt(1.5), -1.0, -np.sqrt(0.5), np.sqrt(0.5), 1.0, np.sqrt(1.5)])
 #: Bootstrap replications of the wild cluster bootstrap.
 WILD_REPS = 9_999
+#: Webb six-point weights: with few clusters Rademacher has only 2^G distinct draws.
+WILD_WEIGHTS = "webb"
+#: Bisection stops when the bracket is narrower than this share of the CRV1 std. error.
+BISECT_TOL = 1e-2
 
 
 def cluster_scores(scores: np.ndarray, clusters: np.ndarray) -> np.ndarray:
@@ -66,111 +77,101 @@ class WildResult:
     n_clusters: int
 
 
-class _WildProblem:
-    """Cluster-level pieces of a WCR bootstrap for coefficient ``k``."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, clusters: np.ndarray, k: int,
-                 weights: np.ndarray | None, reps: int, seed: int):
-        sw = np.ones(len(y)) if weights is None else np.sqrt(np.asarray(weights, float))
-        xs, ys = x * sw[:, None], y * sw
-        self.q = np.linalg.inv(xs.T @ xs)
-        self.beta = self.q @ xs.T @ ys
-        self.k = k
-        others = np.delete(xs, k, axis=1)
-        if others.shape[1]:
-            proj = others @ np.linalg.lstsq(others, np.column_stack([ys, xs[:, k]]),
-                                            rcond=None)[0]
-            resid = np.column_stack([ys, xs[:, k]]) - proj
-        else:
-            resid = np.column_stack([ys, xs[:, k]])
-        _, inv = np.unique(clusters, return_inverse=True)
-        g = inv.max() + 1
-        self.g = g
-        # c_g(β0) = X_gᵀ u_r,g = cy_g − β0 · cx_g
-        self.cy = np.zeros((g, xs.shape[1]))
-        self.cx = np.zeros((g, xs.shape[1]))
-        np.add.at(self.cy, inv, xs * resid[:, [0]])
-        np.add.at(self.cx, inv, xs * resid[:, [1]])
-        ek_q = self.q[k]
-        xtx_g = np.zeros((g, xs.shape[1], xs.shape[1]))
-        np.add.at(xtx_g, inv, xs[:, :, None] * xs[:, None, :])
-        self.a = np.einsum("j,gjl,lm->gm", ek_q, xtx_g, self.q)  # (G, p)
-        self.ek_q = ek_q
-        # original CR1 standard error (unrestricted residuals)
-        u = ys - xs @ self.beta
-        sg = np.zeros((g, xs.shape[1]))
-        np.add.at(sg, inv, xs * u[:, None])
-        n, p = xs.shape
-        self.scale = g / (g - 1) * (n - 1) / (n - p)
-        v = self.q @ (sg.T @ sg) @ self.q * self.scale
-        self.se = float(np.sqrt(v[k, k]))
-        rng = np.random.default_rng(seed)
-        self.v = WEBB[rng.integers(0, 6, size=(reps, g))]
-
-    def p_value(self, beta0: float) -> float:
-        """Bootstrap p-value of H0: β_k = beta0 (symmetric, WCR)."""
-        c = self.cy - beta0 * self.cx                       # (G, p)
-        d = c @ self.ek_q                                   # (G,)
-        m = np.diag(d) - self.a @ c.T                       # (G, G): s*_g = Σ_h v_h M_gh
-        num = self.v @ d
-        s = self.v @ m.T
-        se = np.sqrt(self.scale * np.einsum("bg,bg->b", s, s))
-        t_star = np.divide(num, se, out=np.zeros_like(num), where=se > 0)
-        t0 = (self.beta[self.k] - beta0) / self.se
-        return float(np.mean(np.abs(t_star) >= abs(t0)))
-
-
-def wild_cluster_ci(x: np.ndarray, y: np.ndarray, clusters: np.ndarray, k: int, *,
-                    weights: np.ndarray | None = None, reps: int = WILD_REPS,
-                    seed: int = SEED, level: float = 0.95) -> WildResult:
-    """Restricted wild cluster bootstrap interval for coefficient ``k`` of ``y ~ x``.
+class WildTest:
+    """pyfixest's wild cluster bootstrap p-value of H0: β_term = b0 in a linear FE model.
 
     Parameters
     ----------
-    x, y : regressors (n, p) and outcome (n,) with fixed effects already partialled out.
-    clusters : cluster label per row.
-    k : column of ``x`` whose interval is wanted.
-    weights : regression weights (WLS), if any.
-    reps : bootstrap replications; the Webb six-point weights are drawn once
-        (seeded) and reused for every null value, so the inversion is deterministic.
-    level : confidence level.
-
-    Returns
-    -------
-    WildResult
-        Estimate, interval (the nulls not rejected at 1 − level), p-value of β_k = 0.
+    data : rows of the regression (no missing values).
+    y, terms, fe : outcome column, regressor columns, fixed-effect columns.
+    cluster : cluster column.
+    weights : regression-weight column, or None. pyfixest's bootstrap refuses WLS,
+        so a weighted model is bootstrapped as the OLS it equals: every column,
+        the fixed-effect dummies included, times √w (same coefficients, same
+        CRV1 scores, same wild bootstrap draws).
+    reps, seed : bootstrap replications and seed (the same draws at every b0).
     """
-    prob = _WildProblem(np.asarray(x, float), np.asarray(y, float), np.asarray(clusters),
-                        k, weights, reps, seed)
+
+    def __init__(self, data: pd.DataFrame, y: str, terms: list[str], fe: list[str],
+                 cluster: str, *, weights: str | None = None, reps: int = WILD_REPS,
+                 seed: int = SEED):
+        self.terms, self.cluster, self.reps, self.seed = list(terms), cluster, reps, seed
+        # the bootstrap (numba) needs numeric cluster labels
+        base = data.reset_index(drop=True).assign(
+            **{cluster: pd.factorize(data[cluster])[0].astype(np.int64)})
+        if weights is None:
+            self.frame = base[[*terms, *fe, cluster]].copy()
+            self.y = base[y].to_numpy(float)
+            self.rhs = " + ".join(terms) + " | " + " + ".join(fe)
+        else:
+            sw = np.sqrt(base[weights].to_numpy(float))
+            dummies = pd.get_dummies(base[fe].astype(str), drop_first=False, dtype=float)
+            dummies = dummies.iloc[:, _independent(dummies.to_numpy())]
+            dummies.columns = [f"fe_{j}" for j in range(dummies.shape[1])]
+            self.frame = pd.concat([base[terms].astype(float).mul(sw, axis=0),
+                                    dummies.mul(sw, axis=0), base[[cluster]]], axis=1)
+            self.y = base[y].to_numpy(float) * sw
+            self.rhs = " + ".join([*terms, *dummies.columns]) + " - 1"
+
+    def fit(self, term: str | None = None, b0: float = 0.0):
+        """pyfixest OLS of (y − b0·term) on the regressors, CRV1 by cluster."""
+        frame = self.frame.assign(_y=self.y - (b0 * self.frame[term] if term else 0.0))
+        import pyfixest as pf
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pf.feols("_y ~ " + self.rhs, data=frame, vcov={"CRV1": self.cluster})
+
+    def p_value(self, term: str, b0: float = 0.0) -> float:
+        """Bootstrap p-value of H0: β_term = b0 (two-tailed, WCR-11, Webb weights)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = self.fit(term, b0).wildboottest(param=term, reps=self.reps, seed=self.seed,
+                                                  weights_type=WILD_WEIGHTS)
+        return float(res["Pr(>|t|)"])
+
+
+def _independent(z: np.ndarray) -> list[int]:
+    """Columns of ``z`` kept, left to right, when each must add rank (drops redundant dummies)."""
+    kept: list[int] = []
+    for j in range(z.shape[1]):
+        if np.linalg.matrix_rank(z[:, kept + [j]]) == len(kept) + 1:
+            kept.append(j)
+    return kept
+
+
+def wild_cluster_ci(test: WildTest, term: str, *, level: float = 0.95) -> WildResult:
+    """Wild cluster bootstrap p-value (β = 0) and interval (test inversion) for ``term``.
+
+    The interval holds the nulls b0 whose bootstrap p-value exceeds 1 − level.
+    Each bound is bracketed between the estimate (p = 1) and estimate ± 2·t(G−1)·se
+    (se = CRV1; doubled while not rejected) and found by bisection to
+    ``BISECT_TOL``·se, below the Monte Carlo error of a bootstrap bound. Every
+    p-value is one pyfixest ``wildboottest`` call (about 0.3 s: the library
+    recompiles its numba kernel per call), so an interval costs about 20 calls.
+    """
+    fit = test.fit()
+    est, se = float(fit.coef()[term]), float(fit.se()[term])
+    g = int(test.frame[test.cluster].nunique())
     alpha = 1 - level
-    est, se = float(prob.beta[k]), prob.se
-
-    def excess(b0: float) -> float:
-        return prob.p_value(b0) - alpha
-
+    half = 2 * float(stats.t.ppf(0.5 + level / 2, max(g - 1, 1))) * se
     bounds = []
     for sign in (-1.0, 1.0):
-        step = 2.0 * se if se > 0 else 1.0
-        far = est + sign * step
-        for _ in range(60):
-            if excess(far) <= 0:
+        in_b, out_b = est, est + sign * half
+        for _ in range(10):
+            if test.p_value(term, out_b) <= alpha:
                 break
-            step *= 2
-            far = est + sign * step
+            in_b, out_b = out_b, est + 2 * (out_b - est)
         else:
-            bounds.append(np.inf * sign)
+            log.warning("%s: wild bootstrap bound beyond %g", term, out_b)
+            bounds.append(sign * np.inf)
             continue
-        lo, hi = (far, est) if sign < 0 else (est, far)
-        # the rejection boundary: p crosses alpha between est (p = 1) and far (p <= alpha)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            inside = excess(mid) > 0
-            if sign < 0:
-                lo, hi = (lo, mid) if inside else (mid, hi)
+        while abs(out_b - in_b) > BISECT_TOL * se:
+            mid = 0.5 * (in_b + out_b)
+            if test.p_value(term, mid) > alpha:
+                in_b = mid
             else:
-                lo, hi = (mid, hi) if inside else (lo, mid)
-            if hi - lo < 1e-7 * max(se, 1e-12):
-                break
-        bounds.append(0.5 * (lo + hi))
+                out_b = mid
+        bounds.append(0.5 * (in_b + out_b))
     return WildResult(estimate=est, conf_low=float(bounds[0]), conf_high=float(bounds[1]),
-                      p_value=prob.p_value(0.0), reps=reps, n_clusters=prob.g)
+                      p_value=test.p_value(term, 0.0), reps=test.reps, n_clusters=g)

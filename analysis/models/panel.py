@@ -4,9 +4,10 @@ All with rep and quarter fixed effects, errors CRV1 by team (pyfixest: c =
 G/(G−1)·(N−1)/(N−K), fixed effects nested in the clusters not counted in K) and
 t(G−1) intervals — pyfixest's default for CRV1 (``ssc(G_df="min")``), asserted in
 the tests. With fewer than ``MIN_CLUSTERS`` teams the linear models take their
-interval and p-value from the restricted wild cluster bootstrap (Webb weights,
-seeded, :func:`analysis.models.clustered.wild_cluster_ci`); the Poisson model
-has no such interval and is reported non-estimable.
+p-value from pyfixest's restricted wild cluster bootstrap (``Feols.wildboottest``,
+Webb weights, seeded) and their interval by inverting that test
+(:func:`analysis.models.clustered.wild_cluster_ci`); the Poisson model has no
+such bootstrap and is reported non-estimable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pyfixest as pf
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
 from analysis.errors import ParameterError
 from analysis.models import design
-from analysis.models.clustered import WILD_REPS, wild_cluster_ci
+from analysis.models.clustered import WILD_REPS, WildTest, wild_cluster_ci
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -183,12 +184,9 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
 
 
 def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:
-    factors = [design.factor_codes(used["rep_id"]), design.factor_codes(used["quarter"])]
-    w = None if wcol is None else used[wcol].to_numpy(float)
-    xy = design.demean(np.column_stack([used[keep].to_numpy(float), used["y"].to_numpy(float)]),
-                       factors, w)
-    return {t: wild_cluster_ci(xy[:, :-1], xy[:, -1], used["team_id"].to_numpy(), j,
-                               weights=w, reps=reps, seed=SEED) for j, t in enumerate(keep)}
+    test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
+                    reps=reps, seed=SEED)
+    return {t: wild_cluster_ci(test, t) for t in keep}
 
 
 def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild):
@@ -208,8 +206,9 @@ def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, 
         if wild and term in wild:
             wr = wild[term]
             row.update(conf_low=wr.conf_low, conf_high=wr.conf_high, p_value=wr.p_value,
-                       note=(f"{g} teams (< {min_clusters}): interval and p-value from the "
-                             f"restricted wild cluster bootstrap (Webb weights, {wr.reps} "
-                             f"draws, seed {SEED}); std_error is CRV1"))
+                       note=(f"{g} teams (< {min_clusters}): p-value from the restricted "
+                             f"wild cluster bootstrap (pyfixest wildboottest, WCR-11, Webb "
+                             f"weights, {wr.reps} draws, seed {SEED}), interval by inverting "
+                             "it; std_error is CRV1"))
         rows.append(row)
     return rows

@@ -3,10 +3,11 @@
 Model ``cox_stratified_tv`` (findings.md): episodes (start, stop] on the tenure
 axis (days since acquisition, so delayed entry), Efron ties, strata = owning
 team, calendar-quarter indicators, the five non-reference weights / 0.10 as
-time-varying covariates. Errors: Lin–Wei cluster-robust sandwich by team from
-per-episode score residuals (see :mod:`analysis.models.coxph`), times G/(G−1),
-with t(G−1) intervals and p-values — the same finite-sample convention as the
-CR1/t(G−1) used by the other models.
+time-varying covariates. Coefficients from lifelines (:mod:`analysis.models.coxph`).
+Errors: Lin–Wei cluster-robust sandwich by team from per-episode score residuals
+that respect delayed entry and strata (:mod:`analysis.models.cox_residuals`),
+times G/(G−1), with t(G−1) intervals and p-values — the same finite-sample
+convention as the CR1/t(G−1) used by the other models.
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ import time
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, stats
+from scipy import stats
 
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
-from analysis.models.clustered import cluster_sandwich
 from analysis.models.coxph import CoxFit, cox_fit
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
@@ -68,13 +68,12 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
     keep = [t for t in TERMS if not reasons[t]]
     qd = _quarter_dummies(data["quarter"])
     names = keep + list(qd.columns)
-    xmat = sparse.hstack([sparse.csr_matrix(x[keep].to_numpy()),
-                          sparse.csr_matrix(qd.to_numpy())], format="csr") if names else None
     if not keep:
         return _finish(data, reasons, None, None, names, g, t0, extras={})
+    xmat = np.column_stack([x[keep].to_numpy(float), qd.to_numpy(float)])
     fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
-                  data["event"].to_numpy(int), xmat, strata)
-    cov = cluster_sandwich(fit.cov_naive, fit.score_residuals, data["team_id"].to_numpy())
+                  data["event"].to_numpy(int), xmat, strata, names=names)
+    cov = fit.cov_robust(data["team_id"].to_numpy(), small_sample=True)
     extras = {"cox": fit, "ph_test": ph_test(fit, names, keep)}
     return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters)
 
@@ -106,7 +105,8 @@ def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
         converged=bool(fit is not None and fit.converged),
         seconds=time.perf_counter() - t0, n_customers=int(data["customer_id"].nunique())
         if "customer_id" in data else None,
-        note="Lin-Wei cluster-robust (team) sandwich x G/(G-1), t(G-1); Efron ties")
+        note=("lifelines CoxPHFitter (Efron ties, strata, delayed entry); Lin-Wei "
+              "cluster-robust (team) sandwich x G/(G-1), t(G-1)"))
     return ModelFit(effects_frame(rows), summary, extras)
 
 

@@ -1,0 +1,150 @@
+"""Per-row Efron score and Schoenfeld residuals of a Cox model on (start, stop] rows.
+
+Counting-process data: row i is at risk on (start_i, stop_i] in stratum s_i and has
+the event at stop_i when event_i = 1. At given coefficients (the library's fit, see
+:mod:`analysis.models.coxph`) this computes each row's score residual — its
+contribution to the Efron score, with the risk-set terms summed over the event
+times inside its own interval and stratum — so delayed entry and strata are
+respected and the cluster sums give the Lin–Wei robust variance for episode-split
+data. Neither lifelines (``cluster_col`` ignores delayed entry) nor statsmodels
+gives these for (start, stop] rows with strata.
+
+The risk-set sums at the K event times come from one sparse (K+1)×n entry/exit
+matrix (row i enters at the first event after its start, leaves after its stop,
+within its stratum), so the cost is O(nnz(X)·p) with no per-event loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+
+
+@dataclass
+class CoxResiduals:
+    """Result of :func:`efron_residuals`.
+
+    Attributes
+    ----------
+    score : per-row score residuals (n, p); their column sums are the score.
+    schoenfeld : Schoenfeld residuals of the event rows (n_events, p), Efron-centred.
+    event_times : time of each event row (same order as ``schoenfeld``).
+    loglik : Efron partial log-likelihood at the given coefficients.
+    """
+
+    score: np.ndarray
+    schoenfeld: np.ndarray
+    event_times: np.ndarray
+    loglik: float
+
+
+class _RiskSets:
+    """β-independent bookkeeping: sort orders, event-time keys, Efron tie ranks."""
+
+    def __init__(self, start, stop, event, strata):
+        start, stop = np.asarray(start, float), np.asarray(stop, float)
+        event = np.asarray(event).astype(bool)
+        if np.any(stop <= start):
+            raise ValueError("every episode needs start < stop")
+        tmin = min(start.min(), stop.min())
+        span = float(stop.max() - tmin) + 1.0
+        s = np.zeros(len(start)) if strata is None else np.asarray(strata, float)
+        self.key_start = s * span + (start - tmin)
+        self.key_stop = s * span + (stop - tmin)
+        self.event = event
+        self.ev_rows = np.flatnonzero(event)
+        ekeys = self.key_stop[self.ev_rows]
+        self.ukey, kidx, self.d = np.unique(ekeys, return_inverse=True, return_counts=True)
+        # events sorted by event-time key; rank within tie group for Efron fractions
+        o = np.argsort(kidx, kind="stable")
+        self.ev_sorted = self.ev_rows[o]
+        self.k_sorted = kidx[o]
+        self.group_start = np.concatenate([[0], np.cumsum(self.d)[:-1]])
+        rank = np.arange(len(o)) - self.group_start[self.k_sorted]
+        self.frac = rank / self.d[self.k_sorted]
+        self.k_of_row = np.full(len(start), -1)
+        self.k_of_row[self.ev_rows] = kidx
+        # event keys within each row's risk interval (start, stop]: indices lo..hi-1
+        self.hi = np.searchsorted(self.ukey, self.key_stop, side="right")
+        self.lo = np.searchsorted(self.ukey, self.key_start, side="right")
+        self.event_times = stop[self.ev_sorted]
+        # Row i enters the risk set at event index lo_i and leaves at hi_i: the
+        # at-risk sum at event k is the cumulative sum over m <= k of (entries - exits).
+        n, k = len(start), len(self.ukey)
+        cols = np.arange(n)
+        self.enter_exit = sparse.csr_matrix(
+            (np.r_[np.ones(n), -np.ones(n)], (np.r_[self.lo, self.hi], np.r_[cols, cols])),
+            shape=(k + 1, n))
+        self.tied = sparse.csr_matrix(
+            (np.ones(len(self.ev_sorted)), (self.k_sorted, self.ev_sorted)), shape=(k, n))
+
+    def at_risk_sums(self, v) -> np.ndarray:
+        """Σ over rows at risk at each event key of ``v`` (n,) or (n, p), dense or sparse."""
+        out = self.enter_exit @ v
+        out = out.toarray() if sparse.issparse(out) else out
+        return np.cumsum(out, axis=0)[:-1]
+
+    def tied_sums(self, v) -> np.ndarray:
+        """Σ over the events tied at each event key of ``v`` (n,) or (n, p)."""
+        out = self.tied @ v
+        return out.toarray() if sparse.issparse(out) else out
+
+    def over_risk_interval(self, per_key: np.ndarray) -> np.ndarray:
+        """For each row, Σ of ``per_key`` over the event keys in its (start, stop]."""
+        c = np.concatenate([np.zeros((1,) + per_key.shape[1:]), np.cumsum(per_key, 0)])
+        return c[self.hi] - c[self.lo]
+
+
+def _efron_terms(rs: _RiskSets, x, beta: np.ndarray) -> dict:
+    """Risk-set sums and Efron weights at ``beta`` (the pieces of the residuals)."""
+    eta = x @ beta
+    shift = float(eta.max())            # exp(η − shift): no overflow; loglik corrected below
+    r = np.exp(eta - shift)
+    rx = x.multiply(r[:, None]).tocsr()
+    s0, s1 = rs.at_risk_sums(r), rs.at_risk_sums(rx)
+    sd0, sd1 = rs.tied_sums(r), rs.tied_sums(rx)
+    k, f = rs.k_sorted, rs.frac
+    dd = s0[k] - f * sd0[k]
+    gs = rs.group_start
+    terms = {name: np.add.reduceat(v, gs) for name, v in
+             (("a1", 1 / dd), ("a2", f / dd), ("b1", 1 / dd**2), ("b2", f / dd**2),
+              ("b3", f**2 / dd**2))}
+    loglik = float(eta[rs.ev_rows].sum() - np.log(dd).sum() - len(dd) * shift)
+    return dict(r=r, s1=s1, sd1=sd1, loglik=loglik, **terms)
+
+
+def efron_residuals(start, stop, event, x, beta, strata=None) -> CoxResiduals:
+    """Score and Schoenfeld residuals of an Efron Cox model at coefficients ``beta``.
+
+    Parameters
+    ----------
+    start, stop : (n,) risk interval (start, stop] of each row; start < stop.
+    event : (n,) 1 if the event happens at ``stop``.
+    x : (n, p) covariates (constant within a row's interval), dense or scipy.sparse.
+    beta : (p,) coefficients, normally a library's maximum partial likelihood estimate.
+    strata : (n,) integer stratum codes, or None.
+
+    Returns
+    -------
+    CoxResiduals
+    """
+    x = sparse.csr_matrix(x, dtype=float)
+    rs = _RiskSets(start, stop, event, strata)
+    t = _efron_terms(rs, x, np.asarray(beta, float))
+    s1, sd1 = t["s1"], t["sd1"]
+    d = rs.d[:, None]
+    xbarbar = (s1 * t["a1"][:, None] - sd1 * t["a2"][:, None]) / d
+    g = s1 * t["b1"][:, None] - sd1 * t["b2"][:, None]
+    own = s1 * t["b2"][:, None] - sd1 * t["b3"][:, None]   # g - h at own event time
+    a1_row = rs.over_risk_interval(t["a1"])
+    g_row = rs.over_risk_interval(g)
+    ev, kr = rs.ev_rows, rs.k_of_row[rs.ev_rows]
+    a1_row[ev] -= t["a2"][kr]
+    g_row[ev] -= own[kr]
+    score = -t["r"][:, None] * (x.multiply(a1_row[:, None]).toarray() - g_row)
+    score[ev] += x[ev].toarray() - xbarbar[kr]
+    schoen = x[rs.ev_sorted].toarray() - xbarbar[rs.k_sorted]
+    return CoxResiduals(score=score, schoenfeld=schoen, event_times=rs.event_times,
+                        loglik=t["loglik"])
