@@ -454,3 +454,14 @@ def test_same_results_in_postgres(built):
             df.sort_values(key).reset_index(drop=True)[list(ddb.columns)],
             ddb.sort_values(key).reset_index(drop=True),
             check_dtype=False, check_exact=False, rtol=1e-12)
+
+
+def test_empty_event_tables():
+    tables = tiny_tables()
+    for name in ("complaints", "surveys", "deals"):
+        tables[name] = tables[name].iloc[:0]
+    out = derived.build_all(tables, "2024Q2")
+    p = out["rep_quarter_panel"]
+    assert len(p) == 5 and p.complaints.sum() == 0 and p.surveys_sent.sum() == 0
+    assert (p.bookings == 0).all()
+    assert len(out["survival_episodes"]) == 10

@@ -4,7 +4,10 @@
 -- out and counted in the diagnostics.
 -- Needs: team_plan_days.
 WITH renewal_decisions AS (
-    SELECT contract_id, customer_id, rep_id, end_date, annual_value, outcome
+    SELECT contract_id, customer_id, rep_id, end_date, annual_value, outcome,
+           -- q_key = 4 * year + quarter - 1: equality join to `quarters`
+           CAST(EXTRACT(YEAR FROM end_date) AS INTEGER) * 4
+               + CAST(EXTRACT(QUARTER FROM end_date) AS INTEGER) - 1 AS q_key
     FROM contracts
     WHERE end_date <= CAST($as_of AS DATE)
       AND cancel_date IS NULL
@@ -31,6 +34,6 @@ SELECT rd.contract_id,
 FROM renewal_decisions AS rd
 JOIN reps AS r ON r.rep_id = rd.rep_id
 JOIN customers AS cu ON cu.customer_id = rd.customer_id
-JOIN quarters AS q ON rd.end_date BETWEEN q.q_start AND q.q_end
+JOIN quarters AS q ON q.q_key = rd.q_key
 LEFT JOIN team_plan_days AS tp ON tp.team_id = r.team_id AND tp.day = rd.end_date
 ORDER BY rd.end_date, rd.contract_id
