@@ -35,8 +35,10 @@ LANGS = ("en", "zh")
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 #: Folder of the run holding each kernel's own output (for debugging).
 LOG_DIR = "logs"
-#: Environment of every kernel: what can move a digit is pinned.
-KERNEL_ENV = {"PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
+#: Environment of every kernel: what can move a digit is pinned. Matplotlib renders
+#: with Agg through the inline backend: no GUI, and figures land in the notebook's
+#: outputs (plain ``Agg`` would silently drop every chart from the analyst reports).
+KERNEL_ENV = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 
 
 # ---------------------------------------------------------------- discovery & checks

@@ -27,6 +27,8 @@ from IPython.display import Markdown, display
 from analysis import config, findings, metrics, plots
 from analysis.prepare import prepare
 
+# %matplotlib inline
+
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
 quality = prepared.validated.data_quality()

@@ -34,6 +34,8 @@ from analysis import config, findings, models, plots, report_text
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
+# %matplotlib inline
+
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
 panel = prepared.derived["rep_quarter_panel"]
