@@ -266,3 +266,49 @@ def test_manifest_never_holds_credentials():
                               fingerprint="f", started=findings.utc_now())
     assert "hunter2" not in findings.dumps(m)
 
+
+
+# ---------------------------------------------------------------- prepare
+def test_prepare_resolves_defaults_and_caches(sample_dir):
+    from analysis.prepare import prepare
+
+    first = prepare(str(sample_dir), None, None)
+    assert (first.quarter, first.as_of) == ("2025Q4", "2025-12-31")  # run.json, latest complete
+    assert first.location is not None and (first.location / "meta.json").is_file()
+    again = prepare(str(sample_dir), "2025Q4", "2025-12-31")
+    assert again.location == first.location
+    for name in first.derived:
+        pd.testing.assert_frame_equal(first.derived[name], again.derived[name])
+    for name in first.tables:
+        pd.testing.assert_frame_equal(first.tables[name], again.tables[name])
+    assert first.validated.data_quality() == again.validated.data_quality()
+
+
+def test_prepare_sees_the_quarter_end(sample_dir):
+    from analysis.prepare import prepare
+
+    p = prepare(str(sample_dir), SESSION_QUARTER, "2025-12-31")
+    last = pd.Timestamp(QUARTER_END)
+    assert (p.tables["deals"]["created_date"] <= last).all()
+    assert not (p.tables["contracts"]["cancel_date"] > last).any()
+    assert p.derived["rep_quarter_panel"]["quarter"].max() == SESSION_QUARTER
+
+
+def test_kernels_get_the_runners_prepared_inputs(sample_dir, monkeypatch):
+    from analysis import prepare as prep
+
+    p = prep.prepare(str(sample_dir), SESSION_QUARTER, "2025-12-31")
+    for key, value in prep.run_environment(p, str(sample_dir)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(prep, "code_version", lambda: "changed while the run goes on")
+    assert prep.prepare(str(sample_dir), SESSION_QUARTER, "2025-12-31").location == p.location
+    with pytest.raises(ParameterError):
+        prep.prepare(str(sample_dir), "2025Q5", "")
+
+
+@pytest.mark.parametrize("quarter, as_of", [("2026Q1", "2025-12-31"), ("2025Q4", "2025-12-30")])
+def test_quarter_must_end_by_as_of(sample_dir, quarter, as_of):
+    from analysis.prepare import prepare
+
+    with pytest.raises(ParameterError, match="after the data's as-of date"):
+        prepare(str(sample_dir), quarter, as_of)
