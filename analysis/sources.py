@@ -22,7 +22,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -48,6 +47,7 @@ class Problem:
     file: str | None = None
     column: str | None = None
     hint: str | None = None
+    table: str | None = None  # the canonical table concerned, when there is one
 
     def line(self) -> str:
         """The problem as one line of text."""
@@ -100,7 +100,7 @@ def structure_problems(tables: dict[str, pd.DataFrame], locations: dict[str, str
             problems.append(Problem(
                 f"required table {name!r} is missing",
                 file=expected.format(name=name),
-                hint=f"provide the {name} table (see shared/spec/data-contract.md)"))
+                hint=f"provide the {name} table (see shared/spec/data-contract.md)", table=name))
     for name, df in tables.items():
         if name not in TABLES:
             continue
@@ -175,7 +175,10 @@ class Source(ABC):
             When the source itself cannot be opened.
         """
         tables, locations, as_of, problems = self._load()
-        problems += structure_problems(tables, locations, expected=self._missing_table_hint())
+        reported = {p.table for p in problems if p.table}  # unreadable: not "missing" as well
+        problems += [p for p in structure_problems(tables, locations,
+                                                   expected=self._missing_table_hint())
+                     if p.table not in reported]
         raise_problems(problems)
         log.info("read %d tables from %s", len(tables), self.describe())
         return RawData(tables=tables, locations=locations, fingerprint=fingerprint(tables),
@@ -214,14 +217,15 @@ class FolderSource(Source):
                 problems.append(Problem(
                     f"table {name!r} is given in {len(paths)} formats ("
                     + ", ".join(p.name for p in paths) + ")", file=str(self.path),
-                    hint="keep exactly one file per table"))
+                    hint="keep exactly one file per table", table=name))
                 continue
             path = paths[0]
             try:
                 tables[name] = read_table_file(path)
                 locations[name] = str(path)
             except InputError as e:
-                problems.append(Problem(e.problem, file=e.file, column=e.column, hint=e.hint))
+                problems.append(Problem(e.problem, file=e.file, column=e.column, hint=e.hint,
+                                        table=name))
         return tables, locations, read_run_json(self.path / "run.json"), problems
 
 
@@ -264,7 +268,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if not text.strip():
         raise InputError("the file is empty", file=str(path),
                          hint="export the table with its header row (zero data rows are fine)")
+    if "\x00" in text:  # the C parser would silently cut the cell at the NUL
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise InputError(f"contains a NUL byte (line {line})", file=str(path),
+                         hint="the file is binary or UTF-16: export it again as CSV UTF-8")
     header = next(csv.reader(io.StringIO(text)))
+    _check_delimiter(header, path)
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputError(f"duplicate column headers {dup}", file=str(path),
@@ -273,8 +282,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
                            na_values=[], skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as e:
-        raise InputError(f"cannot be parsed as CSV ({e})", file=str(path),
+        detail = " ".join(str(e).split())  # one line: pandas' messages end in a newline
+        raise InputError(f"cannot be parsed as CSV ({detail})", file=str(path),
                          hint="check the quoting and the number of fields on each line") from None
+
+
+def _check_delimiter(header: list[str], path: Path) -> None:
+    """A one-field header holding ';', tab or '|' means another delimiter: say so once."""
+    if len(header) != 1:
+        return
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if sep in header[0]:
+            raise InputError(f"the columns are separated by {name}, not commas", file=str(path),
+                             hint="export it as comma-separated CSV (in Excel: "
+                                            "'CSV UTF-8 (comma delimited)')")
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -423,35 +444,144 @@ class DuckDBSource(SqlSource):
 
 
 class PostgresSource(SqlSource):
-    """A PostgreSQL database reached by a ``postgresql://`` URL (not yet supported).
+    """A PostgreSQL schema holding the canonical tables, named by a ``postgresql://`` URL.
 
-    The password is never kept in ``describe()``; supply it through the environment
-    (``PGPASSWORD``) or ``~/.pgpass`` rather than in the URL.
+    The schema is the URL's ``?schema=NAME``, else ``KPISAT_PG_SCHEMA``, else
+    ``public``; the password comes only from the environment (``analysis.pg``). All
+    tables are read in one read-only REPEATABLE READ transaction, so a load running
+    meanwhile is seen entirely or not at all. Columns keep their database types
+    (dates as ``datetime64``, integers as ``Int64``, ``numeric`` as float); as-of
+    comes from a ``kpisat_meta(key, value)`` table when there is one.
+
+    Parameters
+    ----------
+    url : str
+        ``postgresql://user@host:port/dbname[?schema=NAME]`` without a password.
+    schema : str, optional
+        Overrides the URL's and the environment's schema.
+
+    Raises
+    ------
+    SourceError
+        When the URL contains a password (never repeated in the message).
     """
 
-    def __init__(self, url: str):
-        self._url = url
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        netloc = (f"{parts.username}@" if parts.username else "") + host
-        if parts.port:
-            netloc += f":{parts.port}"
-        self._safe = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    def __init__(self, url: str, *, schema: str | None = None):
+        from .pg import parse_url
+        self._target = parse_url(url, schema=schema)
+
+    @property
+    def schema(self) -> str:
+        """Schema the tables are read from."""
+        return self._target.schema
 
     def describe(self) -> str:
-        return self._safe
+        return self._target.describe()
 
     def _location(self, table: str) -> str:
-        return f"{self._safe}:{table}"
+        return self._target.location(table)
+
+    def _load(self):
+        import psycopg
+        try:
+            return super()._load()
+        except psycopg.Error as e:
+            from .pg import query_error
+            raise query_error(e, self._target) from None
 
     def _connect(self):
-        raise SourceError("PostgreSQL support arrives with issue 5")
+        from .pg import connect
+        return connect(self._target, read_only=True, snapshot=True)
 
-    def _table_names(self, con) -> set[str]:  # pragma: no cover - issue 5
-        raise NotImplementedError
+    def _table_names(self, con) -> set[str]:
+        schema = self._target.schema
+        exists = con.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone()
+        if exists is None:
+            raise InputError(f"schema {schema!r} does not exist at {self._target.where}",
+                             hint="name the schema holding the tables with ?schema=NAME or "
+                                  "KPISAT_PG_SCHEMA, or load them (docs/warehouse.md)")
+        rows = con.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')", [schema]).fetchall()
+        names = {r[0] for r in rows}
+        if not names & set(REQUIRED_TABLES):
+            raise InputError(
+                f"schema {schema!r} holds none of the required tables "
+                f"({', '.join(REQUIRED_TABLES)}) at {self._target.where}",
+                hint=self._other_schemas_hint(con))
+        return names
 
-    def _fetch(self, con, table: str) -> pd.DataFrame:  # pragma: no cover - issue 5
-        raise NotImplementedError
+    def _other_schemas_hint(self, con) -> str:
+        rows = con.execute(
+            "SELECT DISTINCT n.nspname FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.relname = %s AND n.nspname <> %s "
+            "ORDER BY 1 LIMIT 5", ["deals", self._target.schema]).fetchall()
+        if rows:
+            found = ", ".join(r[0] for r in rows)
+            return f"tables named 'deals' are in schema {found}: add ?schema=NAME to the URL"
+        return "load the canonical tables into it (docs/warehouse.md) or name another schema"
+
+    def _fetch(self, con, table: str) -> pd.DataFrame:
+        import psycopg
+        from psycopg import sql
+        query = sql.SQL("SELECT * FROM {}").format(sql.Identifier(self._target.schema, table))
+        with con.cursor() as cur:
+            try:
+                cur.execute(query)
+                rows = cur.fetchall()
+            except psycopg.DataError:  # a date Python cannot hold: read such dates as text
+                log.info("%s holds dates outside Python's range; reading them as text",
+                         self._location(table))
+                cur.adapters.register_loader("date", _lenient_date_loader())
+                cur.execute(query)
+                rows = cur.fetchall()
+            columns = [(d.name, d.type_code) for d in cur.description]
+        values = list(zip(*rows)) if rows else [()] * len(columns)
+        return pd.DataFrame({name: _pg_column(v, oid) for (name, oid), v in zip(columns, values)},
+                            columns=[name for name, _ in columns])
+
+
+#: PostgreSQL type OIDs read into typed pandas columns (others stay Python objects).
+_PG_BOOL, _PG_INTS, _PG_FLOATS, _PG_NUMERIC = 16, (20, 21, 23), (700, 701), 1700
+_PG_DATES = (1082, 1114)  # date, timestamp without time zone
+
+
+def _pg_column(values: tuple, oid: int) -> pd.Series | np.ndarray:
+    """One fetched column with the pandas dtype of its database type."""
+    if oid in _PG_INTS:
+        return pd.array(values, dtype="Int64")
+    if oid in _PG_FLOATS or oid == _PG_NUMERIC:
+        return np.array(values, dtype=float)  # None becomes NaN
+    if oid == _PG_BOOL:
+        if None in values:
+            return pd.array(values, dtype="boolean")
+        return np.array(values, dtype=bool)
+    if oid in _PG_DATES and all(v is None or isinstance(v, date) for v in values):
+        try:
+            dates = pd.to_datetime(pd.Series(values, dtype=object))
+            return pd.Series(dates, dtype="datetime64[ns]")
+        except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
+            pass  # outside datetime64[ns]: validation reports each such date
+    return pd.Series(values, dtype=object)
+
+
+def _lenient_date_loader() -> type:
+    """A psycopg date loader reading dates Python cannot hold (``infinity``, year 10000+) as text.
+
+    Validation then quarantines such a row as "not a date" instead of the read failing.
+    Pure Python, hence slow: used only for a table where the fast loader failed.
+    """
+    import psycopg
+    from psycopg.types.datetime import DateLoader
+
+    class LenientDateLoader(DateLoader):
+        def load(self, data):
+            try:
+                return super().load(data)
+            except psycopg.DataError:
+                return bytes(data).decode("utf-8", "replace")
+
+    return LenientDateLoader
 
 
 # --------------------------------------------------------------------------- the sample
