@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 CACHE_LAYOUT = 2
 #: Environment variable through which the runner hands its prepared folder to kernels.
 PREPARED_ENV = "KPISAT_PREPARED"
+#: Environment variable overriding where prepared quarters are cached.
+CACHE_ENV = "KPISAT_PREPARED_CACHE"
 _FILE_SUFFIXES = (".csv", ".parquet", ".xlsx", ".duckdb", ".json")
 
 
@@ -261,8 +263,9 @@ def quality_on(view: dict[str, pd.DataFrame], quarantine: pd.DataFrame, validate
 
 # ---------------------------------------------------------------- cache keys
 def prepared_dir() -> Path:
-    """Where prepared quarters are cached (``CACHE_DIR/prepared``)."""
-    return Path(config.CACHE_DIR) / "prepared"
+    """Where prepared quarters are cached: ``CACHE_DIR/prepared``, or the folder named
+    by ``KPISAT_PREPARED_CACHE`` (tests use it to force a rebuild)."""
+    return Path(os.environ.get(CACHE_ENV) or Path(config.CACHE_DIR) / "prepared")
 
 
 def code_version() -> str:

@@ -29,9 +29,10 @@ if str(PROJECT_ROOT) not in sys.path:  # the package may not be pip-installed
 SESSION_QUARTER = "2025Q3"
 
 
-def kpisat(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def kpisat(*args: str, cwd: Path | None = None, timeout: float = 900,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the ``kpisat`` CLI in a fresh interpreter (``python -m analysis.cli``)."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTHONHASHSEED": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", "analysis.cli", *args], cwd=cwd or PROJECT_ROOT,
                           capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -12,6 +12,7 @@ import json
 import nbformat
 import papermill
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from analysis import config, notebooks, runner
 
@@ -57,7 +58,8 @@ def test_parameters_cell_is_typed_literals_with_comments(ipynb):
 def test_notebooks_are_thin(ipynb):
     nb = nbformat.read(ipynb, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    for node in ast.walk(ast.parse(code)):
+    python = TransformerManager().transform_cell(code)  # %magics become Python calls
+    for node in ast.walk(ast.parse(python)):
         assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), (
             f"{ipynb.name} defines {node.name}: move it into the analysis package")
     assert any(c.cell_type == "markdown" for c in nb.cells), "no narrative"

@@ -70,8 +70,10 @@ def test_inputs_are_not_modified(sample_run):
 
 
 def test_same_inputs_give_identical_findings(sample_run, sample_dir, tmp_path):
+    # an empty prepared cache: the inputs are rebuilt, not reloaded from the first run
     result = kpisat("run", "--source", str(sample_dir), "--quarter", SESSION_QUARTER,
-                    "--out", str(tmp_path), "-q")
+                    "--out", str(tmp_path), "-q",
+                    env={"KPISAT_PREPARED_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     again = (tmp_path / SESSION_QUARTER / "findings.json").read_bytes()
     assert again == sample_run.findings_bytes
