@@ -37,6 +37,6 @@ lab: $(STAMP) ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 clean: ## Remove generated reports and caches
-	rm -rf reports/20* reports/index.html .cache
+	rm -rf reports/20* reports/index.html reports/.failed reports/.staging reports/interactive .cache
 
 .PHONY: help install report test sample notebooks lab clean
