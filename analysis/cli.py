@@ -96,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size multiplier for customers and deals (default: 1.0)")
     p.set_defaults(func=cmd_sample)
 
+    p = sub.add_parser("import", parents=[common], help="import a CRM export",
+                       description="Map a CRM export (Salesforce, Zoho CRM, Jiandaoyun, "
+                                   "DingTalk, or your own mapping YAML) onto the canonical "
+                                   "tables; write them with import_report.json and "
+                                   "import_quarantine.csv. See docs/importing.md.")
+    p.add_argument("--preset", "--mapping", dest="mapping", metavar="NAME|YAML",
+                   help="a preset name (see --list-presets) or the path of your own "
+                        "mapping, copied from analysis/presets/template.yaml")
+    p.add_argument("--from", dest="source_dir", metavar="DIR",
+                   help="folder holding the export files (never modified)")
+    p.add_argument("--to", dest="out_dir", metavar="DIR",
+                   help="folder to write the canonical tables to (then use it as --source)")
+    p.add_argument("--as-of", metavar="DATE", default=None,
+                   help="the day the export was taken (YYYY-MM-DD); written to run.json "
+                        "and used to tell pending contracts; default: today")
+    p.add_argument("--describe", action="store_true",
+                   help="only show how the mapping meets the export: required columns "
+                        "unmapped, source columns unused")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.set_defaults(func=cmd_import)
+
     p = sub.add_parser("notebooks", parents=[common], help="sync the paired notebooks",
                        description="The notebooks' py:percent files are their source; the "
                                    ".ipynb files are generated from them.")
@@ -175,6 +196,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
     rows = info.get("rows", {})
     print(f"sample: written to {args.out} (seed {args.seed}, scale {args.scale}, as of "
           f"{info.get('as_of', '?')}; {sum(rows.values())} rows in {len(rows)} tables)")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``kpisat import``: map a CRM export onto the canonical tables."""
+    from .errors import ParameterError
+    from .importers import describe_mapping, import_export, list_presets
+    from .prepare import parse_as_of
+
+    if args.list_presets:
+        print("\n".join(list_presets()))
+        return EXIT_OK
+    if not args.mapping or not args.source_dir:
+        raise ParameterError("kpisat import needs --preset NAME (or --mapping FILE) and "
+                             "--from DIR")
+    if args.describe:
+        print(describe_mapping(args.mapping, Path(args.source_dir)))
+        return EXIT_OK
+    if not args.out_dir:
+        raise ParameterError("kpisat import needs --to DIR for the canonical tables")
+    report = import_export(args.mapping, Path(args.source_dir), Path(args.out_dir),
+                           as_of=parse_as_of(args.as_of))
+    print(report.summary())
+    print(f"tables: {args.out_dir} (quarantined rows: "
+          f"{Path(args.out_dir) / 'import_quarantine.csv'})")
     return EXIT_OK
 
 
