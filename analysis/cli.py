@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "notebook's parameters cell (repeatable)")
     p.add_argument("--notebooks-dir", metavar="DIR", default=None,
                    help="run the notebooks of this folder instead of notebooks/")
+    p.add_argument("--pseudonymise", action="store_true",
+                   help="replace rep and customer ids in every output by keyed HMACs; "
+                        "the key comes from the KPISAT_PSEUDONYM_KEY environment variable "
+                        "(at least 16 characters) and is never written anywhere")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", parents=[common], help="check the input data",
@@ -136,7 +140,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     index = run(source=args.source, quarter=args.quarter, as_of=args.as_of, out=args.out,
                 lang=args.lang, timeout=args.timeout, progress=not args.quiet,
-                notebooks_dir=args.notebooks_dir, params=_params(args.param))
+                notebooks_dir=args.notebooks_dir, params=_params(args.param),
+                pseudonymise=args.pseudonymise)
     print(f"report: {index}")
     return EXIT_OK
 

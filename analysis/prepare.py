@@ -149,7 +149,8 @@ def normalise_source(source: str | Path | None) -> str | None:
 
 # ---------------------------------------------------------------- prepare
 def prepare(source: str | None = None, quarter: str | None = None,
-            as_of: str | date | None = None, *, fresh: bool = False) -> Prepared:
+            as_of: str | date | None = None, *, fresh: bool = False,
+            pseudonymise: bool = False) -> Prepared:
     """Load, validate, cut and derive one quarter's tables (cached).
 
     Parameters
@@ -159,6 +160,8 @@ def prepare(source: str | None = None, quarter: str | None = None,
     as_of : ISO date the data was extracted; None or "" = what the source states
         (``run.json`` / ``kpisat_meta``), else today.
     fresh : ignore ``KPISAT_PREPARED`` (the runner prepares afresh).
+    pseudonymise : replace rep and customer ids everywhere by keyed HMACs
+        (``analysis.privacy``; key from ``KPISAT_PSEUDONYM_KEY``).
 
     Returns
     -------
@@ -176,6 +179,13 @@ def prepare(source: str | None = None, quarter: str | None = None,
         parse_quarter(quarter)  # malformed labels fail before anything is read
     hit = None if fresh else _load_run_prepared(spec, quarter, as_of_opt)
     code = code_version()
+    key_bytes = None
+    if pseudonymise:
+        from .privacy import pseudonym_key, pseudonymise as hmac_id
+
+        key_bytes = pseudonym_key()  # fails early, in one line, when the key is unset
+        # The cache must never mix plain and pseudonymised tables, nor two keys.
+        code = hashlib.sha256(f"{code}\0{hmac_id('kpisat-cache', key_bytes)}".encode()).hexdigest()
     if hit is None and quarter and as_of_opt is not None:
         hit = _load_indexed(_quick_key(spec, quarter, as_of_opt, code))
     if hit is not None:
@@ -193,7 +203,7 @@ def prepare(source: str | None = None, quarter: str | None = None,
     folder = prepared_dir() / key
     prepared = _load(folder) if (folder / "meta.json").exists() else None
     if prepared is None:
-        prepared = _build(raw, label, day)
+        prepared = _build(raw, label, day, key_bytes)
         _save_atomic(prepared, folder)
         prepared.location = folder
     index_key = _quick_key(spec, label, day, code)
@@ -203,12 +213,17 @@ def prepare(source: str | None = None, quarter: str | None = None,
     return prepared
 
 
-def _build(raw, quarter: str, day: date) -> Prepared:
+def _build(raw, quarter: str, day: date, key: bytes | None = None) -> Prepared:
     from .asof import as_of_view
     from .derived import build_all
     from .validate import validate
 
     validated = validate(raw, day)
+    if key is not None:
+        from .privacy import pseudonymise_quarantine, pseudonymise_tables
+
+        validated.tables = pseudonymise_tables(validated.tables, key)
+        validated.quarantine = pseudonymise_quarantine(validated.quarantine, key)
     last_day = quarter_end(quarter)
     view = as_of_view(validated.tables, last_day)
     derived = build_all(view, quarter)

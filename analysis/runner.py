@@ -155,7 +155,7 @@ def _has_secret(url: str) -> bool:
 def run(source: str | None = None, quarter: str | None = None, as_of: str | None = None,
         out: str | Path | None = None, lang: str = "en", timeout: float = 600,
         progress: bool = True, *, notebooks_dir: str | Path | None = None,
-        params: dict[str, Any] | None = None) -> Path:
+        params: dict[str, Any] | None = None, pseudonymise: bool = False) -> Path:
     """Execute the quarterly notebooks and publish ``OUT/<quarter>/``.
 
     Parameters
@@ -169,6 +169,8 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     progress : log one INFO line per notebook (else DEBUG).
     notebooks_dir : where the notebooks are (default ``config.NOTEBOOKS_DIR``).
     params : extra notebook parameters (each must be declared by a notebook).
+    pseudonymise : replace rep and customer ids in every output by keyed HMACs
+        (key from ``KPISAT_PSEUDONYM_KEY``, never written anywhere).
 
     Returns
     -------
@@ -191,7 +193,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     extra = dict(params or {})
     takes = check_parameters(notebooks, extra)
     src = source_parameter(source)
-    prepared = prepare(src or None, quarter, as_of, fresh=True)
+    prepared = prepare(src or None, quarter, as_of, fresh=True, pseudonymise=pseudonymise)
     out = Path(out or config.REPORTS_DIR).resolve()
     run_id = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
     staging = out / ".staging" / f"{prepared.quarter}-{run_id}"
@@ -200,7 +202,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
             "run_dir": str(staging), "lang": lang}
     manifest = new_manifest(
         parameters={**{k: v for k, v in base.items() if k != "run_dir"},
-                    "timeout": timeout, **extra},
+                    "timeout": timeout, "pseudonymised": pseudonymise, **extra},
         fingerprint=prepared.fingerprint, started=started,
         source_description=prepared.source_description,
         notebooks=[nb.stem for nb in notebooks])

@@ -149,3 +149,23 @@ def test_complementary_suppression_property():
 def test_unknown_column_is_a_parameter_error():
     with pytest.raises(ParameterError, match="nps"):
         suppress_small_cells(pd.DataFrame({"n": [1]}), "n", ["nps"])
+
+
+def test_prepare_pseudonymises_every_prepared_table(monkeypatch, tmp_path):
+    from analysis.prepare import prepare
+
+    monkeypatch.setenv("KPISAT_PREPARED_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(KEY_ENV, "a-test-key-of-enough-length")
+    company = Path(__file__).parent / "fixtures" / "company"
+    raw_reps = set(pd.read_csv(company / "reps.csv", dtype=str)["rep_id"])
+    raw_customers = set(pd.read_csv(company / "customers.csv", dtype=str)["customer_id"])
+    p = prepare(str(company), "2025Q3", None, fresh=True, pseudonymise=True)
+    frames = {**p.tables, **p.derived}
+    seen = set()
+    for df in frames.values():
+        for col in ("rep_id", "customer_id", "acquiring_rep_id"):
+            if col in df:
+                seen |= set(df[col].dropna().astype(str))
+    assert seen and not seen & (raw_reps | raw_customers)
+    plain = prepare(str(company), "2025Q3", None, fresh=True)
+    assert set(plain.tables["reps"]["rep_id"]) == raw_reps  # the plain cache is separate
