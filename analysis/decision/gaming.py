@@ -1,0 +1,151 @@
+"""Survey-gaming diagnostics: do some reps' survey numbers look managed?
+
+Per rep, over the last ``quarters`` quarters up to the analysed one (surveys by
+``sent_date``, attributed to the survey's rep):
+
+* ``response_rate`` (responses / surveys sent) against ``csat_mean``;
+* ``perfect_share``: share of CSAT answers that are 5;
+* selection: do the customers who answered differ from all customers the rep
+  owned in the window? ``tenure_std_diff`` is (mean tenure of respondents − mean
+  tenure of all owned) / SD of all owned; ``segment_std_diff`` the largest
+  |p_resp − p_all| / sqrt(p_all·(1 − p_all)) over segments.
+
+**Flag rule.** Among reps with at least ``small_cell`` CSAT answers, a rep is
+flagged when the robust z-score of response_rate × perfect_share (median and
+1.4826·MAD over those reps) exceeds ``z_threshold`` (default 3): many answers *and*
+many perfect scores at once is the pattern of hand-picked or coached respondents.
+A flag is a reason to look, not a finding of misconduct. Reps below the small-cell
+threshold are never named.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.config import SMALL_CELL
+from analysis.quarters import quarter_end, quarter_start, shift_quarter
+
+log = logging.getLogger(__name__)
+
+Z_THRESHOLD = 3.0
+MAD_SCALE = 1.4826
+
+
+def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: int = 4,
+                  small_cell: int = SMALL_CELL, z_threshold: float = Z_THRESHOLD
+                  ) -> pd.DataFrame:
+    """Per-rep survey diagnostics and flags.
+
+    Parameters
+    ----------
+    tables : typed tables as of the quarter's last day (``Prepared.tables``).
+    quarter : the analysed quarter; the window is it and the ``quarters − 1`` before.
+    small_cell : reps with fewer CSAT answers are not scored (``eligible`` False).
+    z_threshold : flag when the robust z of response_rate × perfect_share exceeds it.
+
+    Returns
+    -------
+    DataFrame
+        ``rep_id, team_id, surveys_sent, responses, csat_responses, response_rate,
+        csat_mean, perfect_share, tenure_std_diff, segment_std_diff, score,
+        robust_z, eligible, flagged``, sorted by rep_id.
+    """
+    first = pd.Timestamp(quarter_start(shift_quarter(quarter, -(quarters - 1))))
+    last = pd.Timestamp(quarter_end(quarter))
+    s = tables["surveys"]
+    s = s[(s["sent_date"] >= first) & (s["sent_date"] <= last)]
+    answered = s[s["responded_date"].notna()]
+    csat = answered[answered["csat"].notna()].assign(csat=lambda d: d["csat"].astype(float))
+    per = pd.DataFrame({
+        "surveys_sent": s.groupby("rep_id").size(),
+        "responses": answered.groupby("rep_id").size(),
+        "csat_responses": csat.groupby("rep_id").size(),
+        "csat_mean": csat.groupby("rep_id")["csat"].mean(),
+        "perfect_share": csat.groupby("rep_id")["csat"].apply(lambda x: float((x == 5).mean())),
+    }).fillna({"responses": 0, "csat_responses": 0})
+    per[["responses", "csat_responses"]] = per[["responses", "csat_responses"]].astype(int)
+    per["response_rate"] = per["responses"] / per["surveys_sent"]
+    per = per.join(_selection(tables, answered, first, last))
+    per["eligible"] = per["csat_responses"] >= small_cell
+    per["score"] = per["response_rate"] * per["perfect_share"]
+    el = per.loc[per["eligible"], "score"]
+    med = float(el.median()) if len(el) else np.nan
+    mad = float(MAD_SCALE * (el - med).abs().median()) if len(el) else np.nan
+    per["robust_z"] = np.where(per["eligible"] & (mad > 0), (per["score"] - med) / mad, np.nan)
+    per["flagged"] = per["eligible"] & (per["robust_z"] > z_threshold)
+    teams = tables["reps"].set_index("rep_id")["team_id"]
+    per.insert(0, "team_id", per.index.map(teams))
+    per = per.rename_axis("rep_id").reset_index().sort_values("rep_id", ignore_index=True)
+    cols = ["rep_id", "team_id", "surveys_sent", "responses", "csat_responses",
+            "response_rate", "csat_mean", "perfect_share", "tenure_std_diff",
+            "segment_std_diff", "score", "robust_z", "eligible", "flagged"]
+    return per[cols]
+
+
+def _selection(tables, answered: pd.DataFrame, first, last) -> pd.DataFrame:
+    """Standardized differences between respondents and all owned customers, per rep."""
+    c = tables["contracts"]
+    owned = c[(c["start_date"] <= last) & (c["end_date"] >= first)
+              & (c["cancel_date"].isna() | (c["cancel_date"] > first))]
+    cust = tables["customers"].set_index("customer_id")
+    base = owned[["rep_id", "customer_id"]].drop_duplicates()
+    resp = answered[["rep_id", "customer_id"]].drop_duplicates()
+    tenure = (last - cust["acquired_date"]).dt.days / 365.25
+    segment = cust["segment"]
+    rows = {}
+    for rep, grp in base.groupby("rep_id"):
+        r = resp.loc[resp["rep_id"] == rep, "customer_id"]
+        if r.empty:
+            continue
+        t_all, t_resp = tenure.reindex(grp["customer_id"]), tenure.reindex(r)
+        sd = float(t_all.std())
+        td = (float(t_resp.mean()) - float(t_all.mean())) / sd if sd > 0 else np.nan
+        p_all = segment.reindex(grp["customer_id"]).value_counts(normalize=True)
+        p_resp = segment.reindex(r).value_counts(normalize=True).reindex(p_all.index).fillna(0)
+        denom = np.sqrt(p_all * (1 - p_all))
+        diffs = ((p_resp - p_all).abs() / denom)[denom > 0]
+        rows[rep] = {"tenure_std_diff": td,
+                     "segment_std_diff": float(diffs.max()) if len(diffs) else np.nan}
+    return pd.DataFrame.from_dict(rows, orient="index",
+                                  columns=["tenure_std_diff", "segment_std_diff"])
+
+
+def gaming_summary(per_rep: pd.DataFrame, *, small_cell: int = SMALL_CELL,
+                   z_threshold: float = Z_THRESHOLD) -> dict:
+    """A findings-ready summary that names no rep below the small-cell threshold.
+
+    Returns
+    -------
+    dict with the rule, counts, medians, the Spearman correlation of response rate
+    with mean CSAT across eligible reps, and the flagged reps (eligible only).
+    """
+    el = per_rep[per_rep["eligible"]]
+    rho = (float(stats.spearmanr(el["response_rate"], el["csat_mean"]).statistic)
+           if len(el) >= 3 else None)
+    flagged = el[el["flagged"]].sort_values("robust_z", ascending=False)
+    return {
+        "rule": (f"flag a rep when the robust z-score (median, 1.4826*MAD) of response rate x "
+                 f"share of perfect (5) CSAT scores exceeds {z_threshold:g}, among reps with "
+                 f">= {small_cell} CSAT answers"),
+        "reps_scored": int(len(el)),
+        "reps_below_small_cell": int((~per_rep["eligible"]).sum()),
+        "median_response_rate": _num(el["response_rate"].median()),
+        "median_perfect_share": _num(el["perfect_share"].median()),
+        "spearman_response_rate_csat": rho,
+        "median_abs_tenure_std_diff": _num(el["tenure_std_diff"].abs().median()),
+        "median_segment_std_diff": _num(el["segment_std_diff"].median()),
+        "n_flagged": int(len(flagged)),
+        "flagged": [{"rep_id": r.rep_id, "csat_responses": int(r.csat_responses),
+                     "response_rate": round(float(r.response_rate), 4),
+                     "perfect_share": round(float(r.perfect_share), 4),
+                     "robust_z": round(float(r.robust_z), 2)}
+                    for r in flagged.itertuples(index=False)],
+    }
+
+
+def _num(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)

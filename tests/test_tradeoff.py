@@ -1,0 +1,82 @@
+"""Trade-off: objective formula, FWL = feols, and recovery of the true optimum.
+
+The acceptance test plugs the sample's ground-truth effects (linear in the weights,
+docs/sample-company.md) into the same objective with the same inputs and grid, and
+asks that the recommended range contain the true optimum.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from analysis import config
+from analysis.decision import tradeoff as T
+from analysis.prepare import prepare
+
+#: FWL and feols solve the same least-squares problem; differences are rounding.
+FWL_TOL = 1e-8
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare(None, "2025Q4", "2025-12-31")
+
+
+@pytest.fixture(scope="module")
+def result(prepared):
+    return T.tradeoff_analysis(prepared)
+
+
+def test_customer_value_by_hand():
+    inputs = T.ObjectiveInputs(bookings=1000.0, customers=10.0, annual_value=200.0,
+                               churn_hazard=0.1, renewal_rate=0.9, complaint_rate=0.1,
+                               csat=4.0, nps=30.0, horizon=3.0)
+    v = T.customer_value(math.log(1.1), math.log(0.5), inputs)
+    h = 0.05
+    expected = 4 * 3 * 1100.0 + 10 * 200 * (1 - math.exp(-3 * h)) / h
+    assert v["objective"] == pytest.approx(expected, rel=1e-12)
+    assert v["retention"] == pytest.approx(math.exp(-0.15))
+
+
+def test_frontier_shape(result):
+    f = result.frontier
+    for col in ("weight", "objective", "conf_low", "conf_high", "bookings", "retention"):
+        assert col in f
+    assert f["weight"].is_monotonic_increasing
+    assert (f["conf_low"] <= f["conf_high"]).all()
+    rec = result.recommendation
+    assert rec["term"] == "w_satisfaction" and rec["objective"] == T.OBJECTIVE
+    lo, hi = rec["range"]
+    assert f["weight"].min() - 1e-9 <= lo <= hi <= f["weight"].max() + 1e-9
+    assert set(result.selection["form"]) <= {"linear", "curved"}
+
+
+def test_range_contains_true_optimum(result):
+    truth = json.loads((config.SAMPLE_DIR / "ground_truth.json").read_text())["effects"]
+    tf = T.true_frontier(truth, result)
+    best = float(tf["weight"].iloc[int(np.argmax(tf["objective"]))])
+    lo, hi = result.recommendation["range"]
+    assert lo - 1e-9 <= best <= hi + 1e-9, (best, lo, hi)
+
+
+def test_fwl_matches_feols(prepared, result):
+    data = T.model_data(prepared, result.current["w_satisfaction"] / config.EFFECT_PER)
+    fits = T.fit_dose_response(data, criterion="linear", outcomes=("bookings", "csat"))
+    for outcome in ("bookings", "csat"):
+        rhs = list(fits[outcome].params.index)
+        fwl = T.linear_fwl(data[outcome], outcome, rhs)
+        np.testing.assert_allclose(fwl.to_numpy(), fits[outcome].params.to_numpy(),
+                                   atol=FWL_TOL)
+
+
+def test_plot_frontier(result):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ax = T.plot_frontier(result.frontier, current=result.current_plans,
+                         recommended=result.recommendation["range"])
+    assert ax.get_xlabel()
