@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--check", action="store_true",
                       help="exit 1 if any .ipynb differs from what its .py generates")
     p.set_defaults(func=cmd_notebooks)
+
+    from .decision.whatif import add_whatif_parser
+
+    add_whatif_parser(sub)
     return parser
 
 
