@@ -222,3 +222,15 @@ def test_other_seed_differs(tmp_path):
     assert (tmp_path / "again" / "deals.csv").read_bytes() == a
     generate(tmp_path / "other", seed=9, scale=0.05)
     assert (tmp_path / "other" / "deals.csv").read_bytes() != a
+
+
+def test_null_effects_company_has_zero_truth_and_same_draws(tmp_path):
+    generate(tmp_path / "null", seed=3, scale=0.1, null_effects=True)
+    generate(tmp_path / "real", seed=3, scale=0.1)
+    truth = json.loads((tmp_path / "null" / "ground_truth.json").read_text())
+    assert truth["null_effects"] is True
+    assert len(truth["effects"]) == len(OUTCOMES) * len(TERMS)
+    assert all(e["estimate"] == 0.0 for e in truth["effects"])
+    assert "null_effects" not in json.loads((tmp_path / "real" / "ground_truth.json").read_text())
+    for name in ("reps.csv", "kpi_plans.csv", "plan_assignments.csv", "customers.csv"):
+        assert (tmp_path / "null" / name).read_bytes() == (tmp_path / "real" / name).read_bytes()

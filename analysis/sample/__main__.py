@@ -1,4 +1,4 @@
-"""``python -m analysis.sample --out DIR [--seed N] [--scale X]``."""
+"""``python -m analysis.sample --out DIR [--seed N] [--scale X] [--null-effects]``."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--null-effects", action="store_true",
+                    help="every true plan effect zero (for false-positive checks)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    summary = generate(args.out, seed=args.seed, scale=args.scale)
+    summary = generate(args.out, seed=args.seed, scale=args.scale,
+                       null_effects=args.null_effects)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     print(json.dumps(summary))
     return 0

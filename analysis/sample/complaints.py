@@ -34,7 +34,7 @@ def complaint_rates(rng: np.random.Generator, org: Org, panel: Panel) -> np.ndar
     a_rep = (np.log(P.COMPLAINT_RATE) + P.COMPLAINT_U * org.team_u[org.rep_team]
              + P.COMPLAINT_REP_SD * rng.standard_normal(org.n_reps))
     return np.exp(a_rep[panel.rep] + P.QUARTER_EFFECTS["complaints"][panel.q]
-                  + panel.x @ P.beta("complaints"))
+                  + panel.x @ org.beta("complaints"))
 
 
 def make_complaints(rng: np.random.Generator, org: Org, panel: Panel, con: Contracts,

@@ -51,7 +51,7 @@ class Contracts:
 def churn_predictor(org: Org) -> np.ndarray:
     """``eta(team, day) = d_q + beta_c · x`` for every team and day, shape (T, N_DAYS)."""
     q_of_day = np.searchsorted(P.Q_START, np.arange(P.N_DAYS), side="right") - 1
-    return P.QUARTER_EFFECTS["churn"][q_of_day][None, :] + org.team_day_x() @ P.beta("churn")
+    return P.QUARTER_EFFECTS["churn"][q_of_day][None, :] + org.team_day_x() @ org.beta("churn")
 
 
 def team_churn_effects(rng: np.random.Generator, org: Org) -> tuple[np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ def bookings_cents(rng: np.random.Generator, org: Org, panel: Panel) -> np.ndarr
     """
     a_rep = (P.BOOKINGS_BASE + P.BOOKINGS_U * org.team_u[org.rep_team]
              + P.BOOKINGS_REP_SD * rng.standard_normal(org.n_reps))
-    y = (a_rep[panel.rep] + P.QUARTER_EFFECTS["bookings"][panel.q] + panel.x @ P.beta("bookings")
+    y = (a_rep[panel.rep] + P.QUARTER_EFFECTS["bookings"][panel.q] + panel.x @ org.beta("bookings")
          + P.BOOKINGS_EPS_SD * rng.standard_normal(len(panel.rep)))
     return np.round(np.expm1(y) * 100).astype(np.int64)
 

@@ -22,7 +22,8 @@ STREAMS = ("org", "customers", "contracts", "deals", "surveys", "complaints", "i
            "activities")
 
 
-def generate(out_dir: Path, *, seed: int = 7, scale: float = 1.0) -> dict:
+def generate(out_dir: Path, *, seed: int = 7, scale: float = 1.0,
+             null_effects: bool = False) -> dict:
     """Generate the sample company and write every contract table to ``out_dir``.
 
     Writes ``reps``, ``kpi_plans``, ``plan_assignments``, ``customers``, ``deals``,
@@ -38,6 +39,10 @@ def generate(out_dir: Path, *, seed: int = 7, scale: float = 1.0) -> dict:
         Seed of ``numpy.random.default_rng``.
     scale : float
         Size multiplier; scale 1 has 24 teams and about 5,000 customers.
+    null_effects : bool
+        Make every true plan effect zero (``ground_truth.json`` then lists zeros). The
+        random draws are those of the same seed; only the effects differ. For checking
+        how often the models report an effect that is not there.
 
     Returns
     -------
@@ -50,7 +55,7 @@ def generate(out_dir: Path, *, seed: int = 7, scale: float = 1.0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     rng = dict(zip(STREAMS, np.random.default_rng(seed).spawn(len(STREAMS))))
 
-    org = make_org(rng["org"], scale)
+    org = make_org(rng["org"], scale, null_effects=null_effects)
     panel = make_panel(org)
     cust = make_customers(rng["customers"], org, panel)
     con = make_contracts(rng["contracts"], org, cust)
@@ -122,7 +127,7 @@ def generate(out_dir: Path, *, seed: int = 7, scale: float = 1.0) -> dict:
         "customer_id": customer(act.customer), "activity_date": iso(act.day),
         "type": np.array(P.ACTIVITY_TYPES, dtype=object)[act.kind]})
     write_json(out / "run.json", {"as_of": P.AS_OF.isoformat()})
-    write_json(out / "ground_truth.json", ground_truth(seed, scale))
+    write_json(out / "ground_truth.json", ground_truth(seed, scale, null_effects=null_effects))
     return {"out_dir": str(out), "seed": seed, "scale": scale, "as_of": P.AS_OF.isoformat(),
             "rows": rows}
 

@@ -6,7 +6,7 @@ Produces the day-indexed weight of every team's plan and the rep × quarter skel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class Org:
     plan_weights: np.ndarray    # (n_plans, 6)
     team_day_plan: np.ndarray   # (T, N_DAYS) plan index in force
     team_quarter_w: np.ndarray  # (T, N_Q, 6) time-weighted mean weights
+    effects: dict = field(default_factory=lambda: P.TRUE_EFFECTS)  # true effects in force
 
     @property
     def n_teams(self) -> int:
@@ -39,6 +40,10 @@ class Org:
     def n_reps(self) -> int:
         """Number of reps."""
         return len(self.rep_team)
+
+    def beta(self, outcome: str) -> np.ndarray:
+        """True coefficients of ``outcome`` in this company (TERMS order, shape (5,))."""
+        return P.beta(outcome, self.effects)
 
     def team_day_x(self, term_slice: slice = slice(1, None)) -> np.ndarray:
         """Daily regressors ``x = w / 0.10`` of the non-reference weights, (T, N_DAYS, 5)."""
@@ -130,7 +135,7 @@ def make_assignments(rng: np.random.Generator, u: np.ndarray) -> tuple[np.ndarra
     return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 
 
-def make_org(rng: np.random.Generator, scale: float) -> Org:
+def make_org(rng: np.random.Generator, scale: float, *, null_effects: bool = False) -> Org:
     """Draw the whole organisation at ``scale``.
 
     Parameters
@@ -138,6 +143,8 @@ def make_org(rng: np.random.Generator, scale: float) -> Org:
     rng : numpy.random.Generator
     scale : float
         Multiplies the number of teams (24 at scale 1).
+    null_effects : bool
+        Every true plan effect zero (the draws are the same; only the truth differs).
 
     Returns
     -------
@@ -155,7 +162,7 @@ def make_org(rng: np.random.Generator, scale: float) -> Org:
     w_day = plan_w[day_plan]  # (T, D, 6)
     tq = np.stack([w_day[:, s:e + 1].mean(axis=1) for s, e in zip(P.Q_START, P.Q_END)], axis=1)
     return Org(u, region, rep_team, hire, exit_, a_team, a_plan, a_from, a_to, plan_w,
-               day_plan, tq)
+               day_plan, tq, P.true_effects(null_effects))
 
 
 @dataclass

@@ -84,20 +84,33 @@ EFFECT_SCALES = {"churn": "log_hazard_ratio", "renewal": "log_odds_ratio",
 assert tuple(TRUE_EFFECTS) == OUTCOMES and all(tuple(v) == TERMS for v in TRUE_EFFECTS.values())
 
 
-def beta(outcome: str) -> np.ndarray:
+#: The same table with every effect zero (``generate(..., null_effects=True)``): a company
+#: in which plans change nothing the models estimate, to check false-positive rates.
+NULL_EFFECTS: dict[str, dict[str, float]] = {o: {t: 0.0 for t in TERMS} for o in OUTCOMES}
+
+
+def true_effects(null_effects: bool = False) -> dict[str, dict[str, float]]:
+    """The true effects the generator uses: ``TRUE_EFFECTS``, or all zero."""
+    return NULL_EFFECTS if null_effects else TRUE_EFFECTS
+
+
+def beta(outcome: str, effects: dict[str, dict[str, float]] | None = None) -> np.ndarray:
     """True coefficients of ``outcome`` on ``x = w / 0.10`` in TERMS order.
 
     Parameters
     ----------
     outcome : str
         One of ``config.OUTCOMES``.
+    effects : dict, optional
+        Effects table to read (default ``TRUE_EFFECTS``).
 
     Returns
     -------
     numpy.ndarray
         Shape ``(5,)``.
     """
-    return np.array([TRUE_EFFECTS[outcome][t] for t in TERMS], dtype=float)
+    table = TRUE_EFFECTS if effects is None else effects
+    return np.array([table[outcome][t] for t in TERMS], dtype=float)
 
 
 _QI = np.arange(N_Q, dtype=float)

@@ -80,8 +80,8 @@ def score_distributions(rng: np.random.Generator, org: Org, panel: Panel
     z = np.clip(rng.standard_normal((2, org.n_reps)), -2.5, 2.5)
     a_csat = P.CSAT_BASE + P.CSAT_U * u + P.CSAT_REP_SD * z[0]
     a_nps = P.NPS_BASE + P.NPS_U * u + P.NPS_REP_SD * z[1]
-    mu_c = a_csat[panel.rep] + P.QUARTER_EFFECTS["csat"][panel.q] + panel.x @ P.beta("csat")
-    mu_n = a_nps[panel.rep] + P.QUARTER_EFFECTS["nps"][panel.q] + panel.x @ P.beta("nps")
+    mu_c = a_csat[panel.rep] + P.QUARTER_EFFECTS["csat"][panel.q] + panel.x @ org.beta("csat")
+    mu_n = a_nps[panel.rep] + P.QUARTER_EFFECTS["nps"][panel.q] + panel.x @ org.beta("nps")
     if mu_c.min() <= P.CSAT_BOUNDS[0] or mu_c.max() >= P.CSAT_BOUNDS[1]:
         raise AssertionError("CSAT means left (1.5, 4.8); adjust params")
     if np.abs(mu_n).max() >= 95:

@@ -137,12 +137,21 @@ NOTES = (
 )
 
 
-def ground_truth(seed: int, scale: float) -> dict:
-    """The ``ground_truth.json`` document: 30 true effects plus notes."""
+def ground_truth(seed: int, scale: float, *, null_effects: bool = False) -> dict:
+    """The ``ground_truth.json`` document: 30 true effects plus notes.
+
+    With ``null_effects`` every effect is 0 and the document says so
+    (``"null_effects": true``); otherwise the document is unchanged.
+    """
+    table = P.true_effects(null_effects)
     effects = [{"outcome": o, "term": t, "scale": P.EFFECT_SCALES[o], "per": EFFECT_PER,
-                "estimate": P.TRUE_EFFECTS[o][t]} for o in OUTCOMES for t in TERMS]
-    return {"schema_version": 1, "seed": seed, "scale": scale, "as_of": P.AS_OF.isoformat(),
-            "effects": effects, "notes": NOTES}
+                "estimate": table[o][t]} for o in OUTCOMES for t in TERMS]
+    doc = {"schema_version": 1, "seed": seed, "scale": scale, "as_of": P.AS_OF.isoformat(),
+           "effects": effects, "notes": NOTES}
+    if null_effects:
+        doc["null_effects"] = True
+        doc["notes"] = "All true plan effects are zero (null_effects=True). " + NOTES
+    return doc
 
 
 def write_json(path: Path, doc: dict) -> None:
