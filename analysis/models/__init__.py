@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
+from lifelines.exceptions import StatError
 
 from analysis.models.panel import fit_complaints, fit_linear
 from analysis.models.renewal import fit_renewal
@@ -49,8 +51,17 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
     if TABLES["churn"] in derived:
         episodes = derived[TABLES["churn"]]
         fits["churn"] = fit_churn(episodes)
-        fits["churn"].extras["km"] = km_by_plan(episodes)
-        fits["churn"].extras["logrank"] = logrank_by_plan(episodes)
+        # descriptive extras never stop the models
+        try:
+            fits["churn"].extras["km"] = km_by_plan(episodes)
+        except (StatError, np.linalg.LinAlgError) as exc:
+            log.warning("Kaplan-Meier by plan not computed: %s", exc)
+            fits["churn"].extras["km"] = pd.DataFrame()
+        try:
+            fits["churn"].extras["logrank"] = logrank_by_plan(episodes)
+        except np.linalg.LinAlgError as exc:
+            log.warning("log-rank test not computed: %s", exc)
+            fits["churn"].extras["logrank"] = pd.DataFrame()
     else:
         log.warning("no %s table: churn not modelled", TABLES["churn"])
     if TABLES["renewal"] in derived:

@@ -6,8 +6,9 @@ t(G−1) intervals — pyfixest's default for CRV1 (``ssc(G_df="min")``), assert
 the tests. With fewer than ``MIN_CLUSTERS`` teams the linear models take their
 p-value from pyfixest's restricted wild cluster bootstrap (``Feols.wildboottest``,
 Webb weights, seeded) and their interval by inverting that test
-(:func:`analysis.models.clustered.wild_cluster_ci`); the Poisson model has no
-such bootstrap and is reported non-estimable.
+(:func:`analysis.models.clustered.wild_cluster_ci`); below ``WILD_MIN_CLUSTERS``
+teams, or when the inverted interval is unbounded, the effect is non-estimable.
+The Poisson model has no such bootstrap and is reported non-estimable.
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyfixest as pf
+from pyfixest.errors import (EmptyDesignMatrixError, EmptyVcovError, MatrixNotFullRankError,
+                             NanInClusterVarError, NonConvergenceError)
 
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
 from analysis.errors import ParameterError
 from analysis.models import design
-from analysis.models.clustered import WILD_REPS, WildTest, wild_cluster_ci
+from analysis.models.clustered import (WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
+                                       wild_cluster_ci)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -38,6 +42,10 @@ LINEAR = {  # outcome -> (column, weights column or None, scale)
 }
 LinearOutcome = Literal["csat", "nps", "bookings"]
 POISSON_MODEL, LINEAR_MODEL = "poisson_fe", "ols_fe"
+#: What pyfixest (and numpy under it) raise when a model cannot be fitted on the
+#: data: caught and reported as non-estimable; anything else is a bug and propagates.
+FIT_ERRORS = (NonConvergenceError, MatrixNotFullRankError, EmptyDesignMatrixError,
+              EmptyVcovError, NanInClusterVarError, np.linalg.LinAlgError)
 
 
 def _prepare(panel: pd.DataFrame, y: str, extra: list[str]) -> pd.DataFrame:
@@ -109,7 +117,7 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> 
                 warnings.simplefilter("ignore")
                 fit = pf.fepois(_fml(keep), data=work, offset="log_exposure",
                                 vcov={"CRV1": "team_id"})
-        except Exception as exc:
+        except FIT_ERRORS as exc:
             failure = f"not estimable: Poisson fit failed ({type(exc).__name__}: {exc})"
             log.warning("complaints: %s", failure)
     used = _used(fit, work) if fit is not None else work
@@ -164,13 +172,13 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fit = pf.feols(_fml(keep), data=work, weights=wcol, vcov={"CRV1": "team_id"})
-        except Exception as exc:
+        except FIT_ERRORS as exc:
             failure = f"not estimable: fit failed ({type(exc).__name__}: {exc})"
             log.warning("%s: %s", outcome, failure)
     used = _used(fit, work) if fit is not None else work
     n_obs, g = len(used), int(used["team_id"].nunique())
     wild = None
-    if fit is not None and g < min_clusters and g >= 2:
+    if fit is not None and WILD_MIN_CLUSTERS <= g < min_clusters:
         wild = _wild(used, keep, wcol, wild_reps)
     rows = _rows(outcome, LINEAR_MODEL, scale, fit, reasons, failure, n_obs, g, min_clusters,
                  wild=wild)
@@ -186,7 +194,21 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
 def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:
     test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
                     reps=reps, seed=SEED)
-    return {t: wild_cluster_ci(test, t) for t in keep}
+    out = {}
+    for t in keep:
+        try:
+            out[t] = wild_cluster_ci(test, t)
+        except np.linalg.LinAlgError as exc:  # singular X'X in the bootstrap
+            log.warning("%s: wild bootstrap failed (%s)", t, exc)
+            out[t] = None
+    return out
+
+
+def _few_note(g: int, min_clusters: int) -> str:
+    if g < WILD_MIN_CLUSTERS:
+        return (f"not estimable: too few teams ({g}) for any cluster-robust interval "
+                f"(the wild cluster bootstrap needs at least {WILD_MIN_CLUSTERS})")
+    return design.few_clusters_note(g, min_clusters)
 
 
 def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild):
@@ -194,8 +216,16 @@ def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, 
     tidy = fit.tidy() if fit is not None else None
     for term in TERMS:
         why = reasons[term] or failure
-        if not why and g < min_clusters and not (wild and term in wild):
-            why = design.few_clusters_note(g, min_clusters)
+        wr = (wild or {}).get(term)
+        if not why and g < min_clusters and wild is not None:
+            if wr is None:
+                why = "not estimable: the wild cluster bootstrap failed (singular design)"
+            elif not wr.finite:
+                why = ("not estimable: the wild cluster bootstrap interval is unbounded "
+                       f"with {g} teams ({wr.note or 'non-finite bound'})")
+        elif not why and g < min_clusters:
+            why = _few_note(g, min_clusters) if model == LINEAR_MODEL else \
+                design.few_clusters_note(g, min_clusters)
         if why or tidy is None:
             rows.append(missing_row(outcome, term, model, scale, n_obs=n_obs, n_clusters=g,
                                     note=why or "not estimable"))
@@ -203,8 +233,7 @@ def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, 
         est, se = float(tidy.loc[term, "Estimate"]), float(tidy.loc[term, "Std. Error"])
         row = effect_row(outcome, term, model, scale, estimate=est, std_error=se,
                          df=float(fit._df_t), n_obs=n_obs, n_clusters=g)
-        if wild and term in wild:
-            wr = wild[term]
+        if wr is not None:
             row.update(conf_low=wr.conf_low, conf_high=wr.conf_high, p_value=wr.p_value,
                        note=(f"{g} teams (< {min_clusters}): p-value from the restricted "
                              f"wild cluster bootstrap (pyfixest wildboottest, WCR-11, Webb "

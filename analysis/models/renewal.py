@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
+from statsmodels.tools.sm_exceptions import PerfectSeparationError
 
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
@@ -87,6 +88,9 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     n_obs, g = len(data), int(data["team_id"].nunique())
     drop_note = (f"dropped {n_all - n_obs} contracts in {dropped['team_id']} teams and "
                  f"{dropped['end_quarter']} quarters whose contracts all renewed or all lapsed")
+    if n_all == 0:
+        return empty_fit(OUTCOME, model, SCALE, TERMS,
+                         "not estimable: no renewal decisions in the data", n_obs=0)
     if n_obs == 0:
         return empty_fit(OUTCOME, model, SCALE, TERMS,
                          "not estimable: every team or quarter renewed all or none", n_obs=0)
@@ -109,7 +113,12 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
                 warnings.simplefilter("ignore")
                 result = sm.GLM(y, xmat.to_numpy(float), family=sm.families.Binomial()).fit(
                     maxiter=100, tol=1e-10)
-        except Exception as exc:  # separation or singular design: report, never crash
+        except (PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+            # separation or a singular design: report, never crash. statsmodels signals
+            # a diverging IRLS ("estimation infeasible") with ValueError; any other
+            # ValueError is a bug and propagates
+            if isinstance(exc, ValueError) and "infeasible" not in str(exc):
+                raise
             failure = f"not estimable: logit did not fit ({type(exc).__name__}: {exc})"
             log.warning("renewal %s: %s", model, failure)
     converged = bool(result is not None and result.converged
@@ -119,8 +128,12 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
         xa = xmat.to_numpy(float)
         p = result.fittedvalues
         info = (xa.T * (p * (1 - p))) @ xa
-        cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
-                               data["team_id"].to_numpy(), n_params=n_nonnested)
+        try:
+            cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
+                                   data["team_id"].to_numpy(), n_params=n_nonnested)
+        except np.linalg.LinAlgError as exc:
+            failure = f"not estimable: singular information matrix ({exc})"
+            converged = False
     elif keep and not failure:
         failure = "not estimable: logit did not converge (separation?)"
     few = g < min_clusters

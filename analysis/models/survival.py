@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from lifelines.exceptions import ConvergenceError, StatError
 from scipy import stats
 
 from analysis.config import MIN_CLUSTERS, TERMS
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 OUTCOME, MODEL, SCALE = "churn", "cox_stratified_tv", "log_hazard_ratio"
 #: Days between the rows of the Kaplan–Meier table.
 KM_STEP_DAYS = 90
+#: Fewest churn events for a Cox fit: at least this many, and more than the number
+#: of coefficients (weights + quarter indicators). Below it the partial likelihood
+#: is flat or singular in some direction and lifelines fails or returns noise.
+MIN_EVENTS = 10
+KM_COLUMNS = ["plan_id", "day", "survival", "conf_low", "conf_high", "at_risk"]
 
 
 def _quarter_dummies(quarters: pd.Series) -> pd.DataFrame:
@@ -70,16 +76,42 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
     names = keep + list(qd.columns)
     if not keep:
         return _finish(data, reasons, None, None, names, g, t0, extras={})
+    n_events = int(data["event"].sum())
+    needed = max(MIN_EVENTS, len(names) + 1)
+    if n_events < needed:
+        note = (f"not estimable: insufficient data: {n_events} churn events "
+                f"(a Cox fit with {len(names)} coefficients needs at least {needed})")
+        log.warning("churn: %s", note)
+        return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
+                       t0, extras={}, note=note)
     xmat = np.column_stack([x[keep].to_numpy(float), qd.to_numpy(float)])
-    fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
-                  data["event"].to_numpy(int), xmat, strata, names=names)
-    cov = fit.cov_robust(data["team_id"].to_numpy(), small_sample=True)
+    try:
+        fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
+                      data["event"].to_numpy(int), xmat, strata, names=names)
+        cov = fit.cov_robust(data["team_id"].to_numpy(), small_sample=True)
+    except (ConvergenceError, np.linalg.LinAlgError) as exc:
+        note = f"not estimable: Cox fit failed ({type(exc).__name__}: {_short(exc)})"
+        log.warning("churn: %s", note)
+        return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
+                       t0, extras={}, note=note)
+    if not (fit.converged and np.all(np.isfinite(fit.params))
+            and np.all(np.isfinite(np.diag(cov)))):
+        note = "not estimable: Cox fit did not converge"
+        log.warning("churn: %s", note)
+        return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
+                       t0, extras={"cox": fit}, note=note)
     extras = {"cox": fit, "ph_test": ph_test(fit, names, keep)}
     return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters)
 
 
+def _short(exc: BaseException, limit: int = 120) -> str:
+    """First sentence of a library message, for a ``note``."""
+    text = str(exc).split("Please see")[0].strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
-            min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+            min_clusters: int = MIN_CLUSTERS, note: str = "") -> ModelFit:
     n_obs = len(data)
     rows, few = [], g < min_clusters
     for term in TERMS:
@@ -105,8 +137,8 @@ def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
         converged=bool(fit is not None and fit.converged),
         seconds=time.perf_counter() - t0, n_customers=int(data["customer_id"].nunique())
         if "customer_id" in data else None,
-        note=("lifelines CoxPHFitter (Efron ties, strata, delayed entry); Lin-Wei "
-              "cluster-robust (team) sandwich x G/(G-1), t(G-1)"))
+        note=note or ("lifelines CoxPHFitter (Efron ties, strata, delayed entry); Lin-Wei "
+                      "cluster-robust (team) sandwich x G/(G-1), t(G-1)"))
     return ModelFit(effects_frame(rows), summary, extras)
 
 
@@ -140,17 +172,25 @@ def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.D
 
     Returns columns plan_id, day, survival, conf_low, conf_high, at_risk (episodes
     at risk at that day) — lifelines ``KaplanMeierFitter`` with ``entry=start``.
+    A plan whose curve lifelines cannot estimate (``StatError``: too few early
+    entries for the events, typical of small or single-team data) is left out and
+    named in ``attrs["note"]``; with none left the table is empty. A descriptive
+    extra never stops the models.
     """
     from lifelines import KaplanMeierFitter
 
     data = episodes.dropna(subset=["plan_id"])
     if data.empty:
-        return pd.DataFrame(columns=["plan_id", "day", "survival", "conf_low", "conf_high",
-                                     "at_risk"])
+        return _empty_km("no episodes under a plan")
     grid = np.arange(0, float(data["stop"].max()) + step_days, step_days)
-    out = []
+    out, skipped = [], []
     for plan, grp in data.groupby("plan_id", sort=True):
-        km = KaplanMeierFitter().fit(grp["stop"], grp["event"], entry=grp["start"])
+        try:
+            km = KaplanMeierFitter().fit(grp["stop"], grp["event"], entry=grp["start"])
+        except StatError as exc:
+            log.warning("Kaplan-Meier for plan %s not estimable: %s", plan, _short(exc))
+            skipped.append(str(plan))
+            continue
         surv = km.survival_function_at_times(grid).to_numpy()
         ci = km.confidence_interval_survival_function_
         lo = np.interp(grid, ci.index.to_numpy(float), ci.iloc[:, 0].to_numpy(), left=1.0)
@@ -158,7 +198,19 @@ def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.D
         at_risk = [int(((grp["start"] < d) & (grp["stop"] >= d)).sum()) for d in grid]
         out.append(pd.DataFrame({"plan_id": plan, "day": grid, "survival": surv,
                                  "conf_low": lo, "conf_high": hi, "at_risk": at_risk}))
-    return pd.concat(out, ignore_index=True)
+    note = ("" if not skipped else "Kaplan-Meier not estimable (too few early entries for "
+            "the events) for plan(s) " + ", ".join(skipped))
+    if not out:
+        return _empty_km(note)
+    table = pd.concat(out, ignore_index=True)
+    table.attrs["note"] = note
+    return table
+
+
+def _empty_km(note: str) -> pd.DataFrame:
+    table = pd.DataFrame(columns=KM_COLUMNS)
+    table.attrs["note"] = note
+    return table
 
 
 def logrank_by_plan(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -193,6 +245,12 @@ def logrank_by_plan(episodes: pd.DataFrame) -> pd.DataFrame:
     factor = d * (n - d) / np.where(n > 1, n - 1, 1)
     p = n_at / n[:, None]
     v = np.diag((factor[:, None] * p).sum(0)) - np.einsum("t,tj,tk->jk", factor, p, p)
-    stat = float(diff[:-1] @ np.linalg.pinv(v[:-1, :-1]) @ diff[:-1])
+    try:
+        stat = float(diff[:-1] @ np.linalg.pinv(v[:-1, :-1]) @ diff[:-1])
+    except np.linalg.LinAlgError:  # SVD did not converge: no test, never a crash
+        stat = np.nan
+    if not np.isfinite(stat):
+        return pd.DataFrame([{"test": "logrank", "statistic": np.nan, "df": k - 1,
+                              "p_value": np.nan, "n_plans": k}])
     return pd.DataFrame([{"test": "logrank", "statistic": stat, "df": k - 1,
                           "p_value": float(stats.chi2.sf(stat, k - 1)), "n_plans": k}])

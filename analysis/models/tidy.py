@@ -76,8 +76,32 @@ def missing_row(outcome: str, term: str, model: str, scale: str, *, n_obs: int,
     return row
 
 
+#: Numbers an estimable row must have, all finite.
+NUMBERS = ("estimate", "std_error", "p_value", "conf_low", "conf_high")
+
+
+def finite_or_missing(row: dict[str, Any]) -> dict[str, Any]:
+    """An estimable row with a non-finite number becomes non-estimable (never ±inf/NaN out)."""
+    if not row.get("estimable"):
+        return row
+    bad = [c for c in NUMBERS
+           if row.get(c) is None or not math.isfinite(float(row[c]))]
+    if not bad:
+        return row
+    note = f"not estimable: non-finite {', '.join(bad)}"
+    if row.get("note"):
+        note += f" ({row['note']})"
+    return missing_row(row["outcome"], row["term"], row["model"], row["scale"],
+                       n_obs=row["n_obs"], n_clusters=row["n_clusters"], note=note)
+
+
 def effects_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with the canonical columns and dtypes (floats NaN when null)."""
+    """Rows as a DataFrame with the canonical columns and dtypes (floats NaN when null).
+
+    Every estimable row must carry finite numbers; one that does not is turned into
+    a non-estimable row naming the non-finite columns (:func:`finite_or_missing`).
+    """
+    rows = [finite_or_missing(r) for r in rows]
     frame = pd.DataFrame(rows, columns=list(EFFECT_COLUMNS))
     for col in ("per", "estimate", "std_error", "statistic", "p_value", "conf_low", "conf_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
