@@ -33,10 +33,13 @@ sample: $(STAMP) ## Regenerate data/sample from the seeded generator
 notebooks: $(STAMP) ## Regenerate notebooks/*.ipynb from their py:percent sources
 	$(BIN)/kpisat notebooks --sync
 
+bench: $(STAMP) ## Benchmark the run at company scale (not part of make test)
+	$(BIN)/python -m benchmarks.run_bench --scale 50 --out benchmarks/out
+
 lab: $(STAMP) ## Open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 clean: ## Remove generated reports and caches
 	rm -rf reports/20* reports/index.html reports/.failed reports/.staging reports/interactive .cache
 
-.PHONY: help install report test sample notebooks lab clean
+.PHONY: help install report test sample notebooks bench lab clean
