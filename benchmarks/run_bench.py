@@ -178,11 +178,11 @@ def code_state() -> dict:
     dirty tree describe that tree, not the commit)."""
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip()
+        return done.stdout.rstrip("\n")  # porcelain lines start with a space
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", "analysis",
                                         "notebooks").splitlines()]
-    return {"commit": git("rev-parse", "HEAD"), "uncommitted_product_files": changed}
+    return {"commit": git("rev-parse", "HEAD").strip(), "uncommitted_product_files": changed}
 
 
 # ---------------------------------------------------------------- verdicts and table
