@@ -7,3 +7,9 @@ from analysis.decision.tradeoff import (Tradeoff, plot_frontier,  # noqa: E402,F
                                         tradeoff_analysis, true_frontier)
 from analysis.decision.whatif import WhatIfResult, parse_plan  # noqa: E402,F401
 # the modules ``whatif`` and ``tradeoff`` stay reachable as analysis.decision.whatif etc.
+# plan-change event studies, subgroup effects and their multiple-testing adjustment
+from analysis.decision.event_study import (event_studies, plan_switches,  # noqa: E402,F401
+                                           plot_event_study)
+# (``analysis.decision.heterogeneity`` is the module; its function shares the name)
+from analysis.decision.heterogeneity import scope_weights  # noqa: E402,F401
+from analysis.decision.multiple_testing import adjust_pvalues  # noqa: E402,F401

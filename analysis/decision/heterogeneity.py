@@ -1,0 +1,231 @@
+"""For whom does the satisfaction weight work? Subgroup effects of ``w_satisfaction``.
+
+Each model is the findings.md model of its outcome with ``w_satisfaction`` (per 0.10)
+split into one regressor per subgroup, the subgroup's own intercept added, all other
+weights kept as they are:
+
+| model | outcome | subgroups |
+|---|---|---|
+| ``logit_fe_by_tenure`` | renewal | first-term customers (contract ending within the first year of the customer, ``tenure_days`` < 365) vs existing customers |
+| ``logit_fe_by_segment`` | renewal | customer segment |
+| ``logit_fe_by_scope`` | renewal | ``satisfaction_scope`` (team / individual) of the plan on ``end_date`` |
+| ``ols_fe_by_scope`` | csat, nps | scope of the plan, time-weighted: ``w_satisfaction`` under team-scope and under individual-scope plans enter separately, with the team-scope share of the quarter as a control |
+
+Renewal: logit with team and quarter-of-``end_date`` dummies, CR1 by team, t(G−1).
+Panel: rep and quarter fixed effects, weighted by responses, CRV1 by team (pyfixest).
+Rows per subgroup (term ``w_satisfaction:<dimension>=<group>``) and per difference
+from the first group (``w_satisfaction:<dimension>=<group>-<first>``); the whole table
+is one family for the multiple-testing adjustment (:mod:`.multiple_testing`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import pyfixest as pf
+from scipy.special import expit
+
+from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS
+from analysis.decision.multiple_testing import Method, adjust_pvalues
+from analysis.models import design
+from analysis.models.clustered import cluster_sandwich
+from analysis.models.renewal import drop_uninformative
+from analysis.models.tidy import effect_row, effects_frame, missing_row
+
+log = logging.getLogger(__name__)
+
+TERM = "w_satisfaction"
+#: Contracts ending before this tenure are the customer's first term.
+NEW_CUSTOMER_DAYS = 365
+PANEL_OUTCOMES = {"csat": ("csat_mean", "csat_responses", "csat_points"),
+                  "nps": ("nps", "nps_responses", "nps_points")}
+
+
+def scope_weights(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp | str) -> pd.DataFrame:
+    """Per team and quarter: ``w_satisfaction`` under team- and individual-scope plans.
+
+    Time-weighted daily means over the days with a plan (as the panel's weights), so
+    ``w_sat_team + w_sat_individual`` equals the panel's ``w_satisfaction``.
+
+    Returns
+    -------
+    DataFrame with ``team_id, quarter, w_sat_team, w_sat_individual, team_scope_share``.
+    """
+    plans = tables["kpi_plans"].set_index("plan_id")
+    end = pd.Timestamp(as_of)
+    rows = []
+    for a in tables["plan_assignments"].itertuples(index=False):
+        last = min(end, a.valid_to) if pd.notna(a.valid_to) else end
+        if last < a.valid_from:
+            continue
+        days = pd.date_range(a.valid_from, last, freq="D")
+        team_scope = plans.at[a.plan_id, "satisfaction_scope"] == "team"
+        rows.append(pd.DataFrame({"team_id": a.team_id, "day": days,
+                                  "w": plans.at[a.plan_id, TERM], "team_scope": team_scope}))
+    daily = pd.concat(rows, ignore_index=True)
+    daily["quarter"] = daily["day"].dt.to_period("Q").astype(str).str.replace("Q", "Q")
+    daily["w_sat_team"] = daily["w"] * daily["team_scope"]
+    daily["w_sat_individual"] = daily["w"] * ~daily["team_scope"]
+    return (daily.groupby(["team_id", "quarter"], sort=True)
+            .agg(w_sat_team=("w_sat_team", "mean"), w_sat_individual=("w_sat_individual", "mean"),
+                 team_scope_share=("team_scope", "mean"))
+            .reset_index())
+
+
+def _rows_from(outcome, model, scale, dimension, groups, coef, cov, df, n_obs, g, base_note):
+    """Subgroup rows and differences from the first group, from coefficients and covariance."""
+    rows = []
+    for i, name in enumerate(groups):
+        rows.append(effect_row(outcome, f"{TERM}:{dimension}={name}", model, scale,
+                               estimate=coef[i], std_error=float(np.sqrt(cov[i, i])), df=df,
+                               n_obs=n_obs, n_clusters=g, note=base_note))
+    for i, name in enumerate(groups[1:], start=1):
+        var = cov[i, i] + cov[0, 0] - 2 * cov[i, 0]
+        rows.append(effect_row(outcome, f"{TERM}:{dimension}={name}-{groups[0]}", model, scale,
+                               estimate=coef[i] - coef[0], std_error=float(np.sqrt(var)),
+                               df=df, n_obs=n_obs, n_clusters=g,
+                               note=f"difference {name} minus {groups[0]}; {base_note}"))
+    return rows
+
+
+def logit_newton(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-10,
+                 maxiter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Logistic regression by Newton–Raphson: coefficients and the information matrix.
+
+    Same maximum as statsmodels ``GLM(Binomial)`` (checked in the tests), without
+    its SVD-based IRLS steps, which dominate the run time with a few hundred dummies.
+    """
+    beta = np.zeros(x.shape[1])
+    for _ in range(maxiter):
+        p = expit(x @ beta)
+        info = (x.T * (p * (1 - p))) @ x
+        step = np.linalg.lstsq(info, x.T @ (y - p), rcond=None)[0] if not np.all(
+            np.isfinite(info)) else np.linalg.solve(info + 1e-12 * np.eye(len(beta)),
+                                                    x.T @ (y - p))
+        beta += step
+        if np.max(np.abs(step)) < tol:
+            break
+    else:
+        log.warning("logit did not converge in %d Newton steps", maxiter)
+    p = expit(x @ beta)
+    return beta, (x.T * (p * (1 - p))) @ x
+
+
+def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
+               min_clusters: int = MIN_CLUSTERS) -> list[dict]:
+    """Renewal logit (team and end-quarter dummies) with ``w_satisfaction`` by subgroup.
+
+    Parameters
+    ----------
+    renewals : the ``renewal_table`` (rows with a plan).
+    dimension : name used in the terms and the model (``logit_fe_by_<dimension>``).
+    groups : subgroup label per row of ``renewals`` (same index).
+    min_clusters : fewer teams make every row non-estimable.
+    """
+    model, outcome, scale = f"logit_fe_by_{dimension}", "renewal", "log_odds_ratio"
+    data = design.complete_rows(renewals.assign(group=groups), ["renewed", "team_id",
+                                                                 "end_quarter", "group"])
+    data, _ = drop_uninformative(data)
+    levels = sorted(data["group"].astype(str).unique())
+    g = int(data["team_id"].nunique())
+    terms = [f"{TERM}:{dimension}={lv}" for lv in levels]
+    if g < min_clusters or len(levels) < 2:
+        why = (design.few_clusters_note(g, min_clusters) if g < min_clusters
+               else f"not estimable: only one {dimension} group")
+        return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g, note=why)
+                for t in terms]
+    x = design.regressors(data)
+    grp = data["group"].astype(str)
+    split = pd.DataFrame({t: x[TERM] * (grp == lv) for t, lv in zip(terms, levels)})
+    xmat = pd.concat([
+        pd.Series(1.0, index=data.index, name="const"), split,
+        x[[t for t in TERMS if t != TERM]],
+        pd.get_dummies(grp, prefix="grp", drop_first=True, dtype=float),
+        pd.get_dummies(data["end_quarter"].astype(str), prefix="q", drop_first=True, dtype=float),
+        pd.get_dummies(data["team_id"].astype(str), prefix="t", drop_first=True, dtype=float),
+    ], axis=1)
+    n_teams = data["team_id"].nunique() - 1
+    xa, y = xmat.to_numpy(float), data["renewed"].astype(float).to_numpy()
+    params, info = logit_newton(xa, y)
+    p = expit(xa @ params)
+    cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
+                           data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
+    idx = [1 + i for i in range(len(levels))]
+    return _rows_from(outcome, model, scale, dimension, levels, params[idx],
+                      cov[np.ix_(idx, idx)], g - 1, len(data), g, "CR1 by team, t(G-1)")
+
+
+def panel_by_scope(panel: pd.DataFrame, scopes: pd.DataFrame, outcome: str, *,
+                   min_clusters: int = MIN_CLUSTERS) -> list[dict]:
+    """CSAT or NPS with ``w_satisfaction`` split by the plan's satisfaction scope.
+
+    Parameters
+    ----------
+    panel : the ``rep_quarter_panel``.
+    scopes : :func:`scope_weights` output.
+    outcome : ``"csat"`` or ``"nps"``.
+    """
+    column, weights, scale = PANEL_OUTCOMES[outcome]
+    model, levels = "ols_fe_by_scope", ["individual", "team"]
+    data = design.complete_rows(panel.merge(scopes, on=["team_id", "quarter"], how="left"),
+                                [column, weights, "team_scope_share"])
+    data = data[data[weights] > 0]
+    g = int(data["team_id"].nunique())
+    terms = [f"{TERM}:scope={lv}" for lv in levels]
+    if g < min_clusters:
+        return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g,
+                            note=design.few_clusters_note(g, min_clusters)) for t in terms]
+    work = design.regressors(data, [t for t in TERMS if t != TERM])
+    work["sat_individual"] = data["w_sat_individual"] / EFFECT_PER
+    work["sat_team"] = data["w_sat_team"] / EFFECT_PER
+    for c in ("team_scope_share", "rep_id", "quarter", "team_id", weights):
+        work[c] = data[c].to_numpy()
+    work["y"] = data[column].astype(float)
+    others = " + ".join(t for t in TERMS if t != TERM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = pf.feols(f"y ~ sat_individual + sat_team + {others} + team_scope_share"
+                       " | rep_id + quarter", data=work.reset_index(drop=True),
+                       vcov={"CRV1": "team_id"}, weights=weights)
+    names = list(fit.coef().index)
+    idx = [names.index("sat_individual"), names.index("sat_team")]
+    cov = np.asarray(fit._vcov)[np.ix_(idx, idx)]
+    return _rows_from(outcome, model, scale, "scope", levels, fit.coef().to_numpy()[idx], cov,
+                      g - 1, int(fit._N), g, "CRV1 by team, t(G-1); weighted by responses")
+
+
+def heterogeneity(derived: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
+                  as_of, *, method: Method = "holm",
+                  min_clusters: int = MIN_CLUSTERS) -> pd.DataFrame:
+    """Every subgroup effect of ``w_satisfaction``, adjusted for multiple testing.
+
+    Parameters
+    ----------
+    derived : derived tables (``renewal_table``, ``rep_quarter_panel``).
+    tables : typed tables of the same as-of view (plans, assignments).
+    as_of : the view's date (end of the last plan assignment when open).
+    method : multiple-testing adjustment over the whole table (see
+        :func:`~analysis.decision.multiple_testing.adjust_pvalues`).
+    min_clusters : fewer teams make a model's rows non-estimable.
+
+    Returns
+    -------
+    DataFrame
+        Tidy effect rows plus ``p_adjusted``; ``note`` names the adjustment.
+    """
+    renewals = derived["renewal_table"]
+    scope = tables["kpi_plans"].set_index("plan_id")["satisfaction_scope"]
+    tenure = np.where(renewals["tenure_days"] < NEW_CUSTOMER_DAYS, "new", "existing")
+    rows = renewal_by(renewals, "tenure", pd.Series(tenure, index=renewals.index),
+                      min_clusters=min_clusters)
+    rows += renewal_by(renewals, "segment", renewals["segment"], min_clusters=min_clusters)
+    rows += renewal_by(renewals, "scope", renewals["plan_id"].map(scope),
+                       min_clusters=min_clusters)
+    scopes = scope_weights(tables, as_of)
+    for outcome in PANEL_OUTCOMES:
+        rows += panel_by_scope(derived["rep_quarter_panel"], scopes, outcome,
+                               min_clusters=min_clusters)
+    return adjust_pvalues(effects_frame(rows), method=method, family="heterogeneity")
