@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -287,6 +288,8 @@ def plot_frontier(data: pd.DataFrame, *, ax: Axes | None = None, recommended:
     ax.plot(x, data["objective"], color=OKABE_ITO[0], linewidth=2.2, marker="o",
             markersize=4)
     ax.grid(axis="y")
+    # Money-sized objectives: plain thousands separators, never a "1e6" offset.
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.legend(loc="lower center")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -329,4 +332,45 @@ def plot_plan_weights(data: pd.DataFrame, *, ax: Axes | None = None,
               handlelength=1.2, columnspacing=1.2, borderaxespad=0.3)
     ax.set_title(title, pad=30)
     ax.set_xlabel(xlabel)
+    return ax
+
+
+def plot_event_study(data: pd.DataFrame, *, ax: Axes | None = None, title: str = "",
+                     xlabel: str = "", ylabel: str = "", pre_label: str = "before the switch",
+                     post_label: str = "after the switch") -> Axes:
+    """Event-study chart: estimates by event time with 95% intervals around zero.
+
+    Parameters
+    ----------
+    data : one row per event time with ``event_time`` (int; < 0 are leads),
+        ``estimate``, ``conf_low``, ``conf_high`` (display scale) and ``estimable``.
+    pre_label, post_label : legend text of the shaded pre-period and the after points.
+
+    Leads are drawn grey on a shaded band (the pre-period); quarters after the switch
+    in blue, filled when their interval excludes zero, hollow otherwise.
+    """
+    ax = _axes(ax, (4.5, 2.8))
+    rows = data[data["estimable"]].sort_values("event_time")
+    times = sorted(data["event_time"].unique())
+    leads = [e for e in times if e < 0]
+    if leads:
+        ax.axvspan(min(leads) - 0.5, -0.5, color=GRID, alpha=0.45, linewidth=0,
+                   label=pre_label, zorder=0)
+    ax.axhline(0, color=MUTED, linewidth=1, zorder=1)
+    for row in rows.itertuples(index=False):
+        pre = row.event_time < 0
+        clear = row.conf_low > 0 or row.conf_high < 0
+        color = MUTED if pre else OKABE_ITO[0]
+        ax.plot([row.event_time, row.event_time], [row.conf_low, row.conf_high], color=color,
+                linewidth=2.0, solid_capstyle="round", zorder=2)
+        ax.plot(row.event_time, row.estimate, "o", markersize=6, zorder=3, color=color,
+                markerfacecolor=color if clear else "white", markeredgewidth=1.6,
+                label=None if pre else post_label)
+    ax.set_xticks(times, [f"{e:+d}" if e else "0" for e in times])
+    ax.set_xlim(min(times) - 0.5, max(times) + 0.5)
+    ax.grid(axis="x", visible=False)
+    ax.grid(axis="y")
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
     return ax

@@ -28,9 +28,10 @@ from .config import MIN_CLUSTERS, SMALL_CELL
 from .errors import InputError
 from .i18n import Catalogue, check_lang
 from .quarters import quarter_end
-from .report_charts import all_charts, plans_chart
+from .report_charts import all_charts, decision_charts, plans_chart
+from .report_decision import decision_sections
 from .report_tables import data_quality, headline_metrics, plans_in_force, team_table
-from .report_text import summary_sentences
+from .report_text import headline_effects, summary_sentences
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def _provenance(run: Run, cat: Catalogue, rendered_at: datetime) -> dict[str, An
 
 
 def _methods(run: Run, cat: Catalogue) -> list[dict[str, str]]:
-    effects = run.findings.get("effects") or []
+    effects = headline_effects(run.findings.get("effects"))
     clusters = [int(e["n_clusters"]) for e in effects if e.get("n_clusters") is not None]
     args = dict(n_clusters=max(clusters) if clusters else cat.t("fmt.missing"),
                 min_clusters=MIN_CLUSTERS, small_cell=SMALL_CELL,
@@ -137,7 +138,8 @@ def build_context(run: Run, lang: str, *, rendered_at: datetime) -> dict[str, An
     cat = Catalogue(lang)
     font = plots.chart_font(lang)
     charts = all_charts(run.findings, run.artifacts, lang, cat)
-    fonts = {c.font_file for c in charts}
+    extra = decision_charts(run.findings, run.artifacts, lang, cat)
+    fonts = {c.font_file for c in [*charts, *extra.values()] if c is not None}
     if fonts - {font.path}:
         log.warning("charts resolved fonts %s, expected %s", sorted(map(str, fonts)), font.path)
     plans_df = run.artifacts.get("plans")
@@ -149,6 +151,8 @@ def build_context(run: Run, lang: str, *, rendered_at: datetime) -> dict[str, An
         charts_missing=[cat.t(f"charts.{key}_missing") for key in ("effects", "survival")
                         if all(c.key != key for c in charts)],
         plans_chart=plans_chart(run.artifacts, lang, cat),
+        decision=decision_sections(run.findings, run.artifacts, cat, SMALL_CELL),
+        event_chart=extra["event_study"], frontier_chart=extra["frontier"],
         plans=plans_in_force(plans_df, cat),
         teams=team_table(run.findings, plans_df, cat, SMALL_CELL),
         dq=data_quality(run.findings, cat),

@@ -17,7 +17,7 @@ import pandas as pd
 from . import plots
 from .config import OUTCOMES, TERMS, WEIGHTS
 from .i18n import Catalogue
-from .report_text import display, is_clear, objective_text, outcome_text
+from .report_text import display, headline_effects, is_clear, objective_text, outcome_text
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,35 @@ def plan_weights_chart(plans_df: pd.DataFrame | None, cat: Catalogue) -> Chart |
                    cat.t("charts.plans_caption"))
 
 
+def event_study_chart(effects: list[dict], cat: Catalogue) -> Chart | None:
+    """Small multiples of the plan-switch event studies, one panel per outcome."""
+    from .report_decision import event_study_frames
+
+    frames = {o: f for o, f in event_study_frames(effects).items() if f["estimable"].any()}
+    if not frames:
+        return None
+    ncols = min(3, len(frames))
+    nrows = -(-len(frames) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(plots.FULL_WIDTH, 2.5 * nrows + 0.8),
+                             layout="constrained", squeeze=False)
+    for ax, (outcome, frame) in zip(axes.flat, frames.items()):
+        kind = str(frame["kind"].iloc[0])
+        plots.plot_event_study(frame, ax=ax, title=outcome_text(cat, outcome, "label"),
+                               ylabel=cat.t(f"charts.event_y_{kind}"),
+                               pre_label=cat.t("charts.event_pre"),
+                               post_label=cat.t("charts.event_post"))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    for ax in list(axes.flat)[len(frames):]:
+        ax.set_visible(False)
+    fig.supxlabel(cat.t("charts.event_x"), fontsize=9.5)
+    fig.legend(unique.values(), unique.keys(), loc="outside lower right", ncol=2, fontsize=9)
+    title = cat.t("charts.event_title")
+    fig.suptitle(title, x=0.0, ha="left", fontweight="bold", fontsize=12.5)
+    return _finish("event_study", fig, title, cat.t("charts.event_alt"),
+                   cat.t("charts.event_caption"))
+
+
 def _wrap(title: str, width: int = 95) -> str:
     """Break a long title once, at a space near the middle (CJK titles are short)."""
     if len(title) <= width or " " not in title:
@@ -167,11 +196,19 @@ def all_charts(findings: dict, artifacts: dict[str, pd.DataFrame], lang: str,
     """Every chart the run's data supports, in report order, drawn in the theme."""
     with plots.theme(lang):
         charts = [
-            effects_chart(list(findings.get("effects") or []), cat),
+            effects_chart(headline_effects(findings.get("effects")), cat),
             survival_chart(artifacts.get("km_by_plan"), cat),
-            frontier_chart(artifacts.get("frontier"), findings.get("recommendation"), cat),
         ]
     return [c for c in charts if c is not None]
+
+
+def decision_charts(findings: dict, artifacts: dict[str, pd.DataFrame], lang: str,
+                    cat: Catalogue) -> dict[str, Chart | None]:
+    """The charts of the decision sections: event studies and the frontier."""
+    with plots.theme(lang):
+        return {"event_study": event_study_chart(list(findings.get("effects") or []), cat),
+                "frontier": frontier_chart(artifacts.get("frontier"),
+                                           findings.get("recommendation"), cat)}
 
 
 def plans_chart(artifacts: dict[str, pd.DataFrame], lang: str, cat: Catalogue) -> Chart | None:

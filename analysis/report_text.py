@@ -24,6 +24,10 @@ MAX_EFFECT_SENTENCES = 3
 MAX_SENTENCES = 6
 MIN_SENTENCES = 3
 Z95 = 1.959964
+#: The headline model names of findings.md (churn, renewal, complaints, csat/nps/bookings).
+#: Only rows of these models reach the effects chart and the executive summary; event
+#: studies, subgroup models, AMEs and control variants have their own sections.
+HEADLINE_MODELS: tuple[str, ...] = ("cox_stratified_tv", "logit_fe", "poisson_fe", "ols_fe")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,31 @@ def _num(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(x) else x
+
+
+def headline_effects(effects: list[dict] | None) -> list[dict]:
+    """The rows of ``effects`` whose model is one of :data:`HEADLINE_MODELS`."""
+    return [e for e in effects or [] if e.get("model") in HEADLINE_MODELS]
+
+
+def p_text(p: Any) -> str | None:
+    """A p-value's digits: ``0.68``, ``0.004``, ``<0.001`` (None when missing)."""
+    x = _num(p)
+    if x is None:
+        return None
+    if x < 0.001:
+        return "<0.001"
+    return f"{x:.3f}" if x < 0.01 else f"{x:.2f}"
+
+
+def format_p(p: Any, cat: Catalogue) -> str:
+    """A p-value as ``p = 0.68`` / ``p < 0.001`` ("—" when missing)."""
+    text = p_text(p)
+    if text is None:
+        return cat.t("fmt.missing")
+    if text.startswith("<"):
+        return cat.t("fmt.p_below", x=text[1:])
+    return cat.t("fmt.p", x=text)
 
 
 def is_estimable(effect: dict) -> bool:
@@ -278,7 +307,7 @@ def metric_sentence(current: dict, previous: dict | None, cat: Catalogue) -> str
 
 def summary_sentences(findings: dict, cat: Catalogue) -> list[str]:
     """The executive summary: 3–6 plain sentences from findings."""
-    effects = list(findings.get("effects") or [])
+    effects = headline_effects(findings.get("effects"))
     out = effect_sentences(effects, cat)
     out.insert(min(len(out), MAX_EFFECT_SENTENCES),
                recommendation_sentence(findings.get("recommendation"), cat))

@@ -206,7 +206,7 @@ def test_report_in_browser(browser: Page, run_dir: Path, lang: str):
     assert info["scripts"] == 0
     assert 3 <= info["summary"] <= 6 and info["summaryVisible"]
     charts = {i["chart"] for i in info["imgs"]}
-    assert {"effects", "survival", "frontier", "plans"} <= charts
+    assert {"effects", "survival", "event_study", "frontier", "plans"} <= charts
     for img in info["imgs"]:
         assert img["complete"] and img["naturalWidth"] > 0 and img["visible"], img
         assert img["alt"].strip(), img
@@ -219,3 +219,6 @@ def test_report_in_browser(browser: Page, run_dir: Path, lang: str):
                                                   "Data quality", "Plans in force"))
     else:
         assert "Executive summary" in info["text"]
+        for heading in ("Did plan switches work?", "How much satisfaction weight?",
+                        "Rules of thumb vs our data", "Survey-gaming check"):
+            assert heading in info["headings"], heading

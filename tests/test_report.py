@@ -22,7 +22,8 @@ from analysis.archive import update_archive
 from analysis.errors import InputError, ParameterError
 from analysis.i18n import Catalogue
 from analysis.report import chart_font_file, render_report
-from analysis.report_text import effect_sentence, summary_sentences
+from analysis import report_charts
+from analysis.report_text import HEADLINE_MODELS, effect_sentence, summary_sentences
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report"
 STAMP = re.compile(r"<span data-rendered-at>[^<]*</span>")
@@ -112,16 +113,17 @@ def _render(run_dir: Path, lang: str) -> str:
 def test_english_report_has_every_section(rendered: dict[str, str]):
     html = rendered["en"]
     assert (Path(rendered["run_dir"]) / "index.html").exists()
-    for section in ("summary", "metrics", "charts", "plans", "teams", "data-quality",
-                    "methods", "provenance"):
+    for section in ("summary", "metrics", "charts", "switches", "weight", "claims",
+                    "heterogeneity", "gaming", "plans", "teams", "data-quality", "methods",
+                    "provenance"):
         assert f'id="{section}"' in html
-    assert 3 <= html.count("<li>") <= 6
+    assert 3 <= _section(html, "summary").count("<li>") <= 6
     assert "Q4 2025" in html and "31 December 2025" in html
     assert "3f9c2a1d7e5b4c6a8f0e1d2c3b4a5968778695a4" in html  # commit from manifest
     # Self-contained: no scripts, no external resources.
     assert "<script" not in html and "http://" not in html and "https://" not in html
     imgs = re.findall(r"<img [^>]*>", html)
-    assert len(imgs) == 4
+    assert len(imgs) == 5  # effects, survival, event study, frontier, plans
     assert all('src="data:image/png;base64,' in i and 'alt="' in i for i in imgs)
 
 
@@ -257,9 +259,14 @@ def test_minimal_run_folder_renders_not_available(tmp_path: Path):
     assert "No weighting recommendation is made this quarter." in html
     assert "Survival curves by plan: not available in this run." in html
     assert html.count("Not available in this run.") >= 4  # metrics, plans, teams, DQ
+    for section in ("switches", "weight", "claims", "heterogeneity", "gaming"):
+        body = html.split(f'id="{section}"')[1].split("</section>")[0]
+        assert "Not available in this run." in body, section
     assert "<img" not in html
     zh = _render(tmp_path, "zh")
     assert "本次运行中暂无此项" in zh
+    for section in ("switches", "weight", "claims", "heterogeneity", "gaming"):
+        assert "本次运行中暂无此项" in zh.split(f'id="{section}"')[1].split("</section>")[0]
 
 
 def test_missing_findings_is_a_clear_error(tmp_path: Path):
@@ -287,6 +294,8 @@ def test_archive_lists_published_quarters_newest_first(tmp_path: Path):
         shutil.copytree(FIXTURE, folder, ignore=shutil.ignore_patterns("*.py", "artifacts"))
         f = json.loads((folder / "findings.json").read_text())
         f["quarter"] = quarter
+        # analysis/archive.py counts every effect row; keep it to the headline here.
+        f["effects"] = [e for e in f["effects"] if e["model"] in HEADLINE_MODELS]
         (folder / "findings.json").write_text(json.dumps(f))
         (folder / "index.html").write_text("<html></html>")
     (tmp_path / ".staging" / "2026Q1-x").mkdir(parents=True)
@@ -304,3 +313,141 @@ def test_archive_lists_published_quarters_newest_first(tmp_path: Path):
 
 def test_empty_archive(tmp_path: Path):
     assert "No published quarters yet." in update_archive(tmp_path).read_text()
+
+
+# -- decision support ---------------------------------------------------------------
+
+NEW_SECTIONS = ("switches", "weight", "claims", "heterogeneity", "gaming")
+
+
+def _section(html: str, section: str) -> str:
+    return html.split(f'id="{section}"')[1].split("</section>")[0]
+
+
+def test_fixture_has_non_headline_rows(findings: dict):
+    models = {e["model"] for e in findings["effects"]}
+    assert {"event_study_did2s", "event_study_pretrend", "logit_fe_ame", "logit_fe_controls",
+            "logit_fe_by_tenure", "ols_fe_by_scope"} <= models
+    assert set(HEADLINE_MODELS) <= models
+
+
+def test_headline_chart_and_summary_use_only_headline_models(run_dir: Path, findings: dict,
+                                                             monkeypatch):
+    seen: list[list[dict]] = []
+    real = report_charts.effects_chart
+
+    def spy(effects, cat):
+        seen.append(list(effects))
+        return real(effects, cat)
+
+    monkeypatch.setattr(report_charts, "effects_chart", spy)
+    html = _render(run_dir, "en")
+    assert len(seen) == 1 and len(seen[0]) == 30
+    assert {e["model"] for e in seen[0]} <= set(HEADLINE_MODELS)
+    headline_only = dict(findings, effects=[e for e in findings["effects"]
+                                            if e["model"] in HEADLINE_MODELS])
+    cat = Catalogue("en")
+    assert summary_sentences(findings, cat) == summary_sentences(headline_only, cat)
+    summary = _section(html, "summary")
+    assert "22 weight–outcome pairs" in summary
+    # The renewal x process effect is non-estimable in the headline model; the controls
+    # variant's large clear estimate must not stand in for it.
+    assert "Moving 10 points of plan weight from revenue to process is associated" not in summary
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_decision_section_is_present(rendered: dict[str, str], lang: str):
+    html = rendered[lang]
+    cat = Catalogue(lang)
+    for section in NEW_SECTIONS:
+        body = _section(html, section)
+        assert f"<h2>{cat.data['sections'][section]}</h2>" in body
+        assert cat.t("not_available") not in body, section
+    assert 'id="chart-event_study"' in _section(html, "switches")
+    assert 'id="chart-frontier"' in _section(html, "weight")
+    if lang == "zh":
+        for section in NEW_SECTIONS:
+            heading = cat.data["sections"][section]
+            assert cjk_share(heading) > 0.8, heading
+        text = "".join(page_text(html).text)
+        assert cjk_share(text) > 0.6
+
+
+def test_switch_sentences_follow_the_pretrend_tests(rendered: dict[str, str]):
+    body = _section(rendered["en"], "switches")
+    items = dict(re.findall(r"<strong>(\w+):</strong> ([^<]+)</li>", body))
+    assert set(items) == {"Churn", "Complaints", "CSAT", "NPS", "Bookings"}
+    assert items["Churn"].startswith("no sign of different trends before the switch (p = 0.68)")
+    # CSAT: joint p = 0.066 and one lead's interval excludes zero: a caution, not "no sign".
+    assert "caution" in items["CSAT"] and "no sign" not in items["CSAT"]
+    assert "none of 5 quarters shows a clear change" in items["Complaints"]
+    assert "clearly lower bookings in 5 of 5 quarters (−11% to −16%)" in items["Bookings"]
+    zh = _section(rendered["zh"], "switches")
+    assert "切换前没有迹象表明趋势不同（p = 0.68）" in zh
+
+
+def test_pretrend_rejection_is_a_caution(run_dir: Path):
+    findings = json.loads((run_dir / "findings.json").read_text())
+    for t in findings["event_study_pretrends"]:
+        if t["outcome"] == "nps":
+            t["p_value"], t["rejected_5pct"] = 0.004, True
+    (run_dir / "findings.json").write_text(json.dumps(findings))
+    body = _section(_render(run_dir, "en"), "switches")
+    nps = re.search(r"<strong>NPS:</strong> ([^<]+)</li>", body).group(1)
+    assert nps.startswith("caution: switching teams were already on a different path before "
+                          "the switch (p = 0.004)")
+
+
+def test_recommendation_section(rendered: dict[str, str]):
+    body = _section(rendered["en"], "weight")
+    assert "satisfaction weight of 25–35% does best on expected 3-year customer value" in body
+    assert "peaks at a satisfaction weight of 30%" in body
+    assert "How this was computed:" in body and "team cluster bootstrap" in body
+    assert "满意度权重为25%–35%时预期三年客户价值表现最好" in _section(rendered["zh"], "weight")
+
+
+def test_claims_ledger_badges(rendered: dict[str, str]):
+    body = _section(rendered["en"], "claims")
+    assert body.count("badge-supported") == 2 and body.count("badge-contradicted") == 1
+    assert body.count("badge-untested") == 2
+    assert "✓ Supported" in body and "✗ Contradicted" in body  # not colour alone
+    zh = _section(rendered["zh"], "claims")
+    assert "满意度应至少占方案权重的30%" in zh and "✓ 得到支持" in zh
+
+
+def test_claims_text_is_escaped(run_dir: Path):
+    findings = json.loads((run_dir / "findings.json").read_text())
+    findings["claims"][0]["claim"] = EVIL
+    findings["claims"][1]["evidence"] = f"A & B {EVIL}"
+    findings["claims"][2]["verdict"] = EVIL
+    findings["recommendation"]["note"] = EVIL
+    (run_dir / "findings.json").write_text(json.dumps(findings))
+    for lang in ("en", "zh"):
+        html = _render(run_dir, lang)
+        assert EVIL not in html and "<script" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in _section(html, "claims")
+        assert "A &amp; B" in html
+        assert EVIL in "".join(page_text(html).text)
+
+
+def test_heterogeneity_names_the_correction(rendered: dict[str, str]):
+    body = _section(rendered["en"], "heterogeneity")
+    assert "Holm" in body and "over the 12 tests" in body
+    assert body.count("<tr>") == 1 + 12
+    assert "Satisfaction scored: per rep" in body and "first-term minus existing" in body
+    assert '<td class="num clear">0.001</td>' in body  # NPS per rep: adjusted p 0.00147
+    assert "Holm逐步校正" in _section(rendered["zh"], "heterogeneity")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_survey_gaming_counts_without_rep_ids(rendered: dict[str, str], findings: dict,
+                                              lang: str):
+    html = rendered[lang]
+    body = _section(html, "gaming")
+    if lang == "en":
+        assert "flagged 2 of 140 reps scored" in body
+        assert "8 reps with fewer than 5 CSAT answers were not scored" in body
+    else:
+        assert "140名销售人员中有2名被标记" in body
+    for rep in findings["survey_gaming"]["flagged"]:
+        assert rep["rep_id"] not in html
