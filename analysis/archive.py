@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 
 from .i18n import Catalogue, check_lang
-from .report_text import headline_names, format_metric, is_clear, recommendation_sentence
+from .report_text import (format_metric, headline_effects, headline_names, is_clear,
+                          recommendation_sentence)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def _entry(quarter: str, folder: Path, cat: Catalogue) -> dict[str, Any] | None:
                if m.get("scope") == "company" and m.get("quarter") == quarter}
     headline = [f"{cat.label('metrics', name)} {format_metric(name, company[name].get('value'), cat)}"
                 for name in headline_names(findings)[:HEADLINE_METRICS]]
-    effects = findings.get("effects") or []
+    effects = headline_effects(findings.get("effects"))
     rec = findings.get("recommendation")
     return dict(
         quarter=cat.quarter(quarter), as_of=cat.date(findings.get("as_of")),
