@@ -35,12 +35,7 @@ from analysis.prepare import prepare
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
 result = decision.tradeoff_analysis(prepared)
-inputs = result.inputs
-display(Markdown(
-    f"Quarter **{prepared.quarter}**. Inputs over the last four quarters: bookings "
-    f"{inputs.bookings:,.0f} per rep-quarter; {inputs.customers:.1f} customers per rep at "
-    f"{inputs.annual_value:,.0f} a year; churn hazard {inputs.churn_hazard:.3f} a year. "
-    f"Company-average satisfaction weight now: {100 * result.current['w_satisfaction']:.0f}%."))
+display(Markdown(f"Quarter **{prepared.quarter}**. {result.summary_markdown()}"))
 
 # %% [markdown]
 # ## Linear or curved?
@@ -75,8 +70,7 @@ result.frontier.iloc[::5].round(3)
 
 # %%
 recommendation = result.recommendation
-display(Markdown(f"**Recommended satisfaction weight: {100 * recommendation['range'][0]:.0f}–"
-                 f"{100 * recommendation['range'][1]:.0f}%.** {recommendation['note']}"))
+display(Markdown(result.recommendation_markdown()))
 
 # %% [markdown]
 # ## Survey gaming diagnostics

@@ -15,6 +15,7 @@ import pytest
 
 from analysis import config
 from analysis.decision import tradeoff as T
+from analysis.decision.tradeoff_bootstrap import linear_fwl
 from analysis.prepare import prepare
 
 #: FWL and feols solve the same least-squares problem; differences are rounding.
@@ -68,7 +69,7 @@ def test_fwl_matches_feols(prepared, result):
     fits = T.fit_dose_response(data, criterion="linear", outcomes=("bookings", "csat"))
     for outcome in ("bookings", "csat"):
         rhs = list(fits[outcome].params.index)
-        fwl = T.linear_fwl(data[outcome], outcome, rhs)
+        fwl = linear_fwl(data[outcome], outcome, rhs)
         np.testing.assert_allclose(fwl.to_numpy(), fits[outcome].params.to_numpy(),
                                    atol=FWL_TOL)
 

@@ -70,6 +70,9 @@ def claim_min_30(rec: dict | None, ranges: pd.DataFrame | None) -> dict:
     top = float(ranges.set_index("weight").loc["w_satisfaction", "max"]) if ranges is not None \
         else hi
     span = f"{100 * lo:.0f}–{100 * hi:.0f}%"
+    if not math.isfinite(top):
+        return {"claim": claim, "verdict": NOT_TESTABLE,
+                "evidence": "No plan in the data to compare with."}
     if top < 0.30:
         return {"claim": claim, "verdict": NOT_TESTABLE,
                 "evidence": f"No plan in the data gave satisfaction 30% or more (highest "
@@ -102,6 +105,9 @@ def claim_60_20_20(tradeoff, ranges: pd.DataFrame | None) -> dict:
                                 + "), so judging it would be an extrapolation."}
     if tradeoff is None:
         return {"claim": claim, "verdict": NOT_TESTABLE, "evidence": "No trade-off analysis."}
+    if not getattr(tradeoff, "estimable", True):
+        return {"claim": claim, "verdict": NOT_TESTABLE,
+                "evidence": f"The trade-off analysis is not estimable here: {tradeoff.reason}."}
     plans = pd.DataFrame([PLAN_60_20_20])
     mine = tradeoff.evaluate(plans).iloc[0]
     f = tradeoff.frontier

@@ -29,6 +29,7 @@ import pyfixest as pf
 from scipy.special import expit
 
 from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS
+from analysis.decision.blas import single_threaded_blas
 from analysis.decision.multiple_testing import Method, adjust_pvalues
 from analysis.models import design
 from analysis.models.clustered import cluster_sandwich
@@ -65,6 +66,9 @@ def scope_weights(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp | str) ->
         team_scope = plans.at[a.plan_id, "satisfaction_scope"] == "team"
         rows.append(pd.DataFrame({"team_id": a.team_id, "day": days,
                                   "w": plans.at[a.plan_id, TERM], "team_scope": team_scope}))
+    if not rows:  # no plan in force up to as_of
+        return pd.DataFrame(columns=["team_id", "quarter", "w_sat_team", "w_sat_individual",
+                                     "team_scope_share"])
     daily = pd.concat(rows, ignore_index=True)
     daily["quarter"] = daily["day"].dt.to_period("Q").astype(str).str.replace("Q", "Q")
     daily["w_sat_team"] = daily["w"] * daily["team_scope"]
@@ -114,6 +118,14 @@ def logit_newton(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-10,
     return beta, (x.T * (p * (1 - p))) @ x
 
 
+def unidentified(x: np.ndarray, columns: list[int]) -> list[int]:
+    """Which of ``columns`` of ``x`` are linear combinations of the other columns."""
+    rank = np.linalg.matrix_rank(x)
+    if rank == x.shape[1]:
+        return []
+    return [j for j in columns if np.linalg.matrix_rank(np.delete(x, j, axis=1)) == rank]
+
+
 def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
                min_clusters: int = MIN_CLUSTERS) -> list[dict]:
     """Renewal logit (team and end-quarter dummies) with ``w_satisfaction`` by subgroup.
@@ -132,8 +144,9 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
     levels = sorted(data["group"].astype(str).unique())
     g = int(data["team_id"].nunique())
     terms = [f"{TERM}:{dimension}={lv}" for lv in levels]
-    if g < min_clusters or len(levels) < 2:
-        why = (design.few_clusters_note(g, min_clusters) if g < min_clusters
+    need = max(min_clusters, 2)
+    if g < need or len(levels) < 2:
+        why = (design.few_clusters_note(g, need) if g < need
                else f"not estimable: only one {dimension} group")
         return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g, note=why)
                 for t in terms]
@@ -149,6 +162,13 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
     ], axis=1)
     n_teams = data["team_id"].nunique() - 1
     xa, y = xmat.to_numpy(float), data["renewed"].astype(float).to_numpy()
+    flat = unidentified(xa, [1 + i for i in range(len(levels))])
+    if flat:
+        why = (f"not estimable: {TERM} does not vary within "
+               + ", ".join(f"{dimension}={levels[i - 1]}" for i in flat)
+               + " beyond the fixed effects")
+        return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g, note=why)
+                for t in terms]
     params, info = logit_newton(xa, y)
     p = expit(xa @ params)
     cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
@@ -175,28 +195,55 @@ def panel_by_scope(panel: pd.DataFrame, scopes: pd.DataFrame, outcome: str, *,
     data = data[data[weights] > 0]
     g = int(data["team_id"].nunique())
     terms = [f"{TERM}:scope={lv}" for lv in levels]
-    if g < min_clusters:
+    if g < max(min_clusters, 2):
         return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g,
-                            note=design.few_clusters_note(g, min_clusters)) for t in terms]
+                            note=design.few_clusters_note(g, max(min_clusters, 2)))
+                for t in terms]
     work = design.regressors(data, [t for t in TERMS if t != TERM])
     work["sat_individual"] = data["w_sat_individual"] / EFFECT_PER
     work["sat_team"] = data["w_sat_team"] / EFFECT_PER
     for c in ("team_scope_share", "rep_id", "quarter", "team_id", weights):
         work[c] = data[c].to_numpy()
     work["y"] = data[column].astype(float)
-    others = " + ".join(t for t in TERMS if t != TERM)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = pf.feols(f"y ~ sat_individual + sat_team + {others} + team_scope_share"
-                       " | rep_id + quarter", data=work.reset_index(drop=True),
-                       vcov={"CRV1": "team_id"}, weights=weights)
+    coef, cov, n_obs, why = _scope_fit(work, weights)
+    if why:
+        return [missing_row(outcome, t, model, scale, n_obs=len(data), n_clusters=g, note=why)
+                for t in terms]
+    return _rows_from(outcome, model, scale, "scope", levels, coef, cov, g - 1, n_obs, g,
+                      "CRV1 by team, t(G-1); weighted by responses")
+
+
+def _scope_fit(work: pd.DataFrame, weights: str):
+    """pyfixest fit of the scope model: split coefficients, covariance, rows used, or why not."""
+    split = ["sat_individual", "sat_team"]
+    controls = [c for c in (*(t for t in TERMS if t != TERM), "team_scope_share")
+                if work[c].nunique() > 1]
+    n_fe = work["rep_id"].nunique() + work["quarter"].nunique() - 1
+    flat = [c for c in split if work[c].nunique() <= 1]
+    if flat:
+        return None, None, 0, f"not estimable: no variation in {TERM} under {', '.join(flat)}"
+    if len(work) <= n_fe + len(split) + len(controls):
+        # too few rows for the fixed effects (pyfixest's demeaning can abort on it)
+        return None, None, 0, f"not estimable: {len(work)} rows for {n_fe} fixed effects"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = pf.feols("y ~ " + " + ".join(split + controls) + " | rep_id + quarter",
+                           data=work.reset_index(drop=True), vcov={"CRV1": "team_id"},
+                           weights=weights)
+    except Exception as exc:  # pyfixest failures on degenerate data
+        return None, None, 0, f"not estimable: the fit failed ({type(exc).__name__})"
     names = list(fit.coef().index)
-    idx = [names.index("sat_individual"), names.index("sat_team")]
-    cov = np.asarray(fit._vcov)[np.ix_(idx, idx)]
-    return _rows_from(outcome, model, scale, "scope", levels, fit.coef().to_numpy()[idx], cov,
-                      g - 1, int(fit._N), g, "CRV1 by team, t(G-1); weighted by responses")
+    if not all(c in names for c in split):
+        return None, None, 0, f"not estimable: {TERM} by scope is collinear with the fixed effects"
+    idx = [names.index(c) for c in split]
+    coef, cov = fit.coef().to_numpy()[idx], np.asarray(fit._vcov)[np.ix_(idx, idx)]
+    if not (np.isfinite(coef).all() and np.isfinite(cov).all()):
+        return None, None, 0, "not estimable: the fit gave non-finite numbers"
+    return coef, cov, int(fit._N), ""
 
 
+@single_threaded_blas()
 def heterogeneity(derived: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
                   as_of, *, method: Method = "holm",
                   min_clusters: int = MIN_CLUSTERS) -> pd.DataFrame:

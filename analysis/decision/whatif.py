@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.config import EFFECT_PER, OUTCOMES, TERMS, WEIGHT_SUM_TOL, WEIGHTS
-from analysis.errors import ParameterError
+from analysis.errors import KpisatError, ParameterError
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,26 @@ def predict_changes(effects: pd.DataFrame, plan: dict[str, float], baseline: dic
                 "percent", "percent_low", "percent_high", "note"]]
 
 
+def refuse_without_effects(effects: pd.DataFrame) -> None:
+    """Raise (one line) when no headline effect of any outcome is estimable.
+
+    Raises
+    ------
+    KpisatError : every headline effect is missing or ``estimable`` false.
+    """
+    head = effects
+    if "model" in effects:
+        head = effects[effects["model"].isin(list(HEADLINE_MODELS.values()))]
+    ok = head["estimable"].astype(bool) if "estimable" in head else pd.Series(dtype=bool)
+    if ok.any():
+        return
+    why = ""
+    if "note" in head and head["note"].notna().any():
+        why = f" (e.g. {str(head['note'].dropna().iloc[0]).splitlines()[0]})"
+    raise KpisatError(f"what-if refused: the effects are not estimable on these data{why}; "
+                      "run it on a quarter with more teams, plan changes and outcomes")
+
+
 @dataclass
 class WhatIfResult:
     """A proposal's predicted changes against the current plan.
@@ -332,6 +352,7 @@ def whatif(plan: str | dict[str, Any], *, source: str | None = None, quarter: st
     Raises
     ------
     ParameterError : a bad plan (missing, unknown, negative weights, sum not 1) or team.
+    KpisatError : no headline effect is estimable (one line; nothing to predict from).
     """
     proposal = parse_plan(plan)
     if prepared is None:
@@ -349,6 +370,7 @@ def whatif(plan: str | dict[str, Any], *, source: str | None = None, quarter: st
 
         results = fit_effects(prepared.derived)
         effects, covariances = results.effects, effect_covariances(results.extras)
+    refuse_without_effects(effects)
     changes = predict_changes(effects, proposal, baseline, covariances)
     label = (f"team {team}'s plan on {day}" if team else
              f"the company-average weights of the plans in force on {day}")

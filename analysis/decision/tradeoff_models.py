@@ -1,0 +1,305 @@
+"""Dose–response models of the trade-off: each outcome against the satisfaction weight.
+
+Each outcome's headline model of findings.md, refitted with an extra curvature term
+``q = (x_sat − x̄)²`` (x = weight / 0.10, x̄ the company-average current
+satisfaction weight):
+
+* bookings, CSAT, NPS: pyfixest ``feols`` with rep and quarter fixed effects;
+* complaints: pyfixest ``fepois``, rep and quarter FE, offset log(exposure);
+* renewal: statsmodels binomial GLM with team and end-quarter dummies
+  (uninformative groups dropped as in :mod:`analysis.models.renewal`);
+* churn: a piecewise-exponential Poisson model (pyfixest ``fepois``) on episodes
+  aggregated by team × 91-day tenure band × quarter × plan, with team × band and
+  quarter fixed effects and log(days at risk) as offset — the standard
+  Poisson form of a stratified Cox model with a piecewise-constant baseline,
+  cheap enough to bootstrap.
+
+All errors CRV1 by team. **Selection:** an outcome keeps the curvature term when its
+cluster-robust Wald test rejects γ = 0 at ``alpha`` (default 0.05); otherwise the
+linear model is used. An outcome whose fit fails, or whose data cannot identify the
+satisfaction weight, is kept as a non-estimable :class:`DoseFit` with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyfixest as pf
+import statsmodels.api as sm
+from scipy import stats
+
+from analysis.config import EFFECT_PER, TERMS, WEIGHTS
+from analysis.errors import ParameterError
+from analysis.models.renewal import drop_uninformative
+
+log = logging.getLogger(__name__)
+
+TERM = "w_satisfaction"
+CURVE = "sat_curve"
+DOSE_OUTCOMES = ("churn", "renewal", "complaints", "csat", "nps", "bookings")
+#: Tenure band (days) of the piecewise-exponential churn model.
+BAND_DAYS = 91
+#: Outcome -> (response column, weights column) of the linear models.
+LINEAR_Y = {"bookings": ("log_bookings", None), "csat": ("csat_mean", "csat_responses"),
+            "nps": ("nps", "nps_responses")}
+#: Fixed effects of the pyfixest models.
+FIXED_EFFECTS = {"churn": ("stratum", "quarter"), "complaints": ("rep_id", "quarter"),
+                 "bookings": ("rep_id", "quarter"), "csat": ("rep_id", "quarter"),
+                 "nps": ("rep_id", "quarter")}
+NOT_ESTIMABLE = "not estimable"
+Criterion = Literal["wald", "linear", "curved"]
+
+
+# ---------------------------------------------------------------- model data
+def _regressors(df: pd.DataFrame, x0: float) -> pd.DataFrame:
+    out = df[list(TERMS)].astype(float) / EFFECT_PER
+    out[CURVE] = (out[TERM] - x0) ** 2
+    return out
+
+
+def panel_data(panel: pd.DataFrame, x0: float) -> pd.DataFrame:
+    """Rep × quarter rows with a plan, regressors (x = w / 0.10) and the curvature term."""
+    data = panel.dropna(subset=list(WEIGHTS)).reset_index(drop=True)
+    return pd.concat([data.drop(columns=list(TERMS)), _regressors(data, x0)], axis=1)
+
+
+def churn_cells(episodes: pd.DataFrame, x0: float, band_days: int = BAND_DAYS) -> pd.DataFrame:
+    """Episodes aggregated to team × tenure band × quarter × plan cells (events, days at risk)."""
+    data = episodes.dropna(subset=list(WEIGHTS))
+    data = data.assign(band=(data["start"] // band_days).astype(int),
+                       days=(data["stop"] - data["start"]).astype(float))
+    cells = (data.groupby(["team_id", "band", "quarter", *TERMS], as_index=False, sort=True)
+             .agg(events=("event", "sum"), days=("days", "sum")))
+    cells = pd.concat([cells.drop(columns=list(TERMS)), _regressors(cells, x0)], axis=1)
+    cells["stratum"] = cells["team_id"].astype(str) + "|" + cells["band"].astype(str)
+    cells["log_days"] = np.log(cells["days"])
+    # a stratum or quarter without events has its fixed effect at -inf and says
+    # nothing about the slopes: drop it (as fepois's separation check would)
+    while True:
+        bad = pd.Series(False, index=cells.index)
+        for f in ("stratum", "quarter"):
+            bad |= cells.groupby(f)["events"].transform("sum") == 0
+        if not bad.any():
+            return cells.reset_index(drop=True)
+        cells = cells.loc[~bad]
+
+
+def renewal_data(renewals: pd.DataFrame, x0: float) -> pd.DataFrame:
+    """Renewal decisions with a plan, uninformative teams/quarters dropped, regressors added."""
+    data = renewals.dropna(subset=list(WEIGHTS)).reset_index(drop=True)
+    data, _ = drop_uninformative(data)
+    data = data.reset_index(drop=True)
+    return pd.concat([data.drop(columns=list(TERMS)), _regressors(data, x0)], axis=1)
+
+
+def model_data(prepared, x0: float) -> dict[str, pd.DataFrame]:
+    """The rows each dose–response model is fitted on."""
+    panel = panel_data(prepared.derived["rep_quarter_panel"], x0)
+    comp = panel[panel["exposure"] > 0].copy()
+    comp["log_exposure"] = np.log(comp["exposure"])
+    return {"bookings": panel, "csat": panel[panel["csat_responses"] > 0],
+            "nps": panel[panel["nps_responses"] > 0], "complaints": comp,
+            "churn": churn_cells(prepared.derived["survival_episodes"], x0),
+            "renewal": renewal_data(prepared.derived["renewal_table"], x0)}
+
+
+# ---------------------------------------------------------------- fits
+@dataclass
+class DoseFit:
+    """One outcome's dose–response fit in the selected form.
+
+    Attributes
+    ----------
+    outcome, form : outcome name; "linear", "curved" (selected) or "not estimable".
+    params : coefficients of the selected model (identified terms, plus ``sat_curve``
+        if curved); empty when not estimable.
+    vcov : their cluster-robust covariance.
+    curvature : γ, its std. error and Wald p-value in the curved model (NaN if unknown).
+    dropped : terms the data cannot identify (no variation or collinear).
+    note : why the outcome is not estimable, or which terms were dropped.
+    """
+
+    outcome: str
+    form: str
+    params: pd.Series
+    vcov: pd.DataFrame
+    curvature: dict[str, float]
+    dropped: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def estimable(self) -> bool:
+        return self.form != NOT_ESTIMABLE
+
+    def delta(self, plan_x: pd.DataFrame, x0: dict[str, float]) -> np.ndarray:
+        """Predicted change (model scale) from the weights ``x0`` to each row of ``plan_x``.
+
+        NaN where the fit is not estimable or a row moves a term the data cannot identify.
+        """
+        if not self.estimable:
+            return np.full(len(plan_x), np.nan)
+        d = delta(self.params, plan_x, x0)
+        for t in self.dropped:
+            d[np.abs(plan_x[t].to_numpy(float) - x0[t]) > 1e-9] = np.nan
+        return d
+
+
+def delta(params: pd.Series, plan_x: pd.DataFrame, x0: dict[str, float]) -> np.ndarray:
+    """Σ β_t·(x_t − x0_t) (+ γ·(x_sat − x0_sat)² when ``params`` has the curvature term)."""
+    d = np.zeros(len(plan_x))
+    for t in TERMS:
+        if t in params.index:
+            d += params[t] * (plan_x[t].to_numpy(float) - x0[t])
+    if CURVE in params.index:
+        d += params[CURVE] * (plan_x[TERM].to_numpy(float) - x0[TERM]) ** 2
+    return d
+
+
+def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = False):
+    """pyfixest fit of one outcome; ``fast`` (bootstrap draws) skips what only SEs need."""
+    opts: dict[str, Any] = {"vcov": {"CRV1": "team_id"}}
+    if fast:
+        opts = {"vcov": "iid", "copy_data": False, "store_data": False, "lean": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if outcome == "churn":
+            if fast:  # strata without events were dropped in churn_cells
+                opts["separation_check"] = []
+            return pf.fepois("events ~ " + " + ".join(rhs) + " | stratum + quarter", data=data,
+                             offset="log_days", **opts)
+        if outcome == "complaints":
+            return pf.fepois("complaints ~ " + " + ".join(rhs) + " | rep_id + quarter",
+                             data=data, offset="log_exposure", **opts)
+        y, w = LINEAR_Y[outcome]
+        return pf.feols(f"{y} ~ " + " + ".join(rhs) + " | rep_id + quarter", data=data,
+                        weights=w, **opts)
+
+
+def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
+    fe = pd.get_dummies(data[["team_id", "end_quarter"]].astype(str), drop_first=True,
+                        dtype=float)
+    x = pd.concat([pd.Series(1.0, index=data.index, name="const"), data[rhs], fe], axis=1)
+    rank = np.linalg.matrix_rank(x.to_numpy(float))
+    kept = [t for t in rhs if rank == np.linalg.matrix_rank(x.drop(columns=t).to_numpy(float))
+            + 1] if rank < x.shape[1] else list(rhs)
+    if kept != list(rhs):  # a term collinear with the rest is not identified: drop it
+        x = x.drop(columns=[t for t in rhs if t not in kept])
+    groups = pd.factorize(data["team_id"])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sm.GLM(data["renewed"].astype(float), x, family=sm.families.Binomial()).fit(
+            cov_type="cluster", cov_kwds={"groups": groups})
+    return res.params[kept], res.cov_params().loc[kept, kept]
+
+
+def fit_terms(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = False
+              ) -> tuple[pd.Series, pd.DataFrame | None]:
+    """Coefficients of the identified terms of ``rhs`` and their CRV1 covariance.
+
+    Terms the fit drops (no variation, collinear) are left out; the covariance is
+    None when ``fast``.
+    """
+    rhs = [t for t in rhs if data[t].nunique() > 1]  # a constant term is not identified
+    if outcome == "renewal":
+        return _renewal(data, rhs)
+    fixed = FIXED_EFFECTS[outcome]
+    n_fe = sum(int(data[f].nunique()) for f in fixed) - 1
+    if not rhs or len(data) <= n_fe + len(rhs):
+        # nothing left to estimate (pyfixest's demeaning can abort the process on it)
+        raise ValueError(f"{len(data)} rows for {n_fe} fixed effects and {len(rhs)} terms")
+    fit = _pyfixest(outcome, data, rhs, fast=fast)
+    names = [str(n) for n in fit._coefnames]
+    kept = [t for t in rhs if t in names]
+    params = pd.Series(np.asarray(fit.coef(), float), index=names)
+    if fast:
+        return params[kept], None
+    vcov = pd.DataFrame(np.asarray(fit._vcov, float), index=names, columns=names)
+    return params[kept], vcov.loc[kept, kept]
+
+
+def not_estimable(outcome: str, note: str) -> DoseFit:
+    """A :class:`DoseFit` that says why the outcome cannot be fitted."""
+    nan = {"gamma": math.nan, "std_error": math.nan, "p_value": math.nan}
+    return DoseFit(outcome, NOT_ESTIMABLE, pd.Series(dtype=float), pd.DataFrame(), nan,
+                   tuple(TERMS), note)
+
+
+def _finite(params: pd.Series, vcov: pd.DataFrame) -> bool:
+    return bool(np.isfinite(params.to_numpy(float)).all()
+                and np.isfinite(vcov.to_numpy(float)).all())
+
+
+def fit_outcome(outcome: str, data: pd.DataFrame, *, criterion: Criterion = "wald",
+                alpha: float = 0.05) -> DoseFit:
+    """One outcome's linear and curved fits; the selected one, or why there is none."""
+    if data.empty:
+        return not_estimable(outcome, "not estimable: no rows to fit")
+    gamma = se = p = math.nan
+    try:
+        params_c, vcov_c = fit_terms(outcome, data, [*TERMS, CURVE])
+    except Exception as exc:  # pyfixest/statsmodels/linalg failures on degenerate data
+        log.info("%s: curved dose-response fit failed: %s", outcome, exc)
+    else:
+        if {CURVE, TERM} <= set(params_c.index) and _finite(params_c, vcov_c):
+            gamma = float(params_c[CURVE])
+            se = float(math.sqrt(max(vcov_c.loc[CURVE, CURVE], 0.0)))
+            p = float(2 * stats.norm.sf(abs(gamma / se))) if se > 0 else math.nan
+    curved = math.isfinite(gamma) and (criterion == "curved"
+                                       or (criterion == "wald" and p < alpha))
+    if curved:
+        params, vcov = params_c, vcov_c
+    else:
+        try:
+            params, vcov = fit_terms(outcome, data, list(TERMS))
+        except Exception as exc:
+            log.info("%s: dose-response fit failed: %s", outcome, exc)
+            return not_estimable(outcome, "not estimable: the fit failed ("
+                                 + str(exc).splitlines()[0][:120] + ")" if str(exc) else
+                                 f"not estimable: the fit failed ({type(exc).__name__})")
+    if TERM not in params.index or not _finite(params, vcov):
+        return not_estimable(outcome, f"not estimable: the data do not identify {TERM}")
+    dropped = tuple(t for t in TERMS if t not in params.index)
+    note = f"not identified by the data: {', '.join(dropped)}" if dropped else ""
+    log.info("%s: curvature gamma=%.4f (se %.4f, Wald p=%.3f) -> %s", outcome, gamma, se, p,
+             "curved" if curved else "linear")
+    return DoseFit(outcome, "curved" if curved else "linear", params, vcov,
+                   {"gamma": gamma, "std_error": se, "p_value": p}, dropped, note)
+
+
+def fit_dose_response(data: dict[str, pd.DataFrame], *, criterion: Criterion = "wald",
+                      alpha: float = 0.05, outcomes=DOSE_OUTCOMES) -> dict[str, DoseFit]:
+    """Fit linear and curved models per outcome and keep the selected one.
+
+    Parameters
+    ----------
+    data : :func:`model_data` output.
+    criterion : "wald" (curved when the cluster-robust Wald test of γ = 0 has
+        p < ``alpha``), or force "linear" / "curved".
+    alpha : level of the Wald test.
+    outcomes : which outcomes to fit.
+
+    Returns
+    -------
+    {outcome: DoseFit} (non-estimable fits say why in ``note``)
+    """
+    if criterion not in ("wald", "linear", "curved"):
+        raise ParameterError(f"criterion {criterion!r}; allowed: wald, linear, curved")
+    return {o: fit_outcome(o, data[o], criterion=criterion, alpha=alpha) for o in outcomes}
+
+
+def selection_table(fits: dict[str, DoseFit], alpha: float = 0.05) -> pd.DataFrame:
+    """One row per outcome: curvature estimate, its Wald p-value, the form kept and notes."""
+    return pd.DataFrame([{"outcome": o, "curvature": f.curvature["gamma"],
+                          "std_error": f.curvature["std_error"],
+                          "wald_p_value": f.curvature["p_value"], "form": f.form,
+                          "rule": f"curved if cluster-robust Wald p < {alpha:g}",
+                          "note": f.note}
+                         for o, f in fits.items()],
+                        columns=["outcome", "curvature", "std_error", "wald_p_value", "form",
+                                 "rule", "note"])
