@@ -18,6 +18,7 @@ from lifelines.exceptions import StatError
 from analysis.models.panel import fit_complaints, fit_linear
 from analysis.models.renewal import fit_renewal
 from analysis.models.survival import fit_churn, km_by_plan, logrank_by_plan
+from analysis.models.jackknife import single_threaded_blas
 from analysis.models.tidy import (EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, ModelResults,
                                   effects_frame)
 
@@ -45,8 +46,27 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
         ``effects``: tidy rows of every model (headline models first, in the
         order of config.OUTCOMES, then the variants); ``summaries``: one row per
         model; ``extras``: {model key: dict} with library objects, coefficient
-        tables, the PH test, Kaplan–Meier table and log-rank test.
+        tables, the PH test, Kaplan–Meier table and log-rank test, and ``vcov``:
+        the term × term CR3 covariance (DataFrame) the effects' errors come from
+        (docs/models.md).
+
+    BLAS runs on one thread while the models are fitted
+    (:func:`analysis.models.jackknife.single_threaded_blas`).
     """
+    with single_threaded_blas():
+        fits = _fit_all(derived)
+    effects = [f.effects for f in fits.values()]
+    headline = pd.concat(effects, ignore_index=True) if effects else effects_frame([])
+    records = [r for f in fits.values() for r in f.summary.to_dict("records")]
+    summaries = pd.DataFrame(records) if records else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    for _, row in summaries.iterrows():
+        log.info("%s %s: n=%s clusters=%s converged=%s %.2fs", row["outcome"], row["model"],
+                 row["n_obs"], row["n_clusters"], row["converged"], row["seconds"])
+    return ModelResults(effects=_ordered(headline), summaries=summaries,
+                        extras={k: f.extras for k, f in fits.items()})
+
+
+def _fit_all(derived: dict[str, pd.DataFrame]) -> dict[str, ModelFit]:
     fits: dict[str, ModelFit] = {}
     if TABLES["churn"] in derived:
         episodes = derived[TABLES["churn"]]
@@ -76,15 +96,7 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
             fits[outcome] = fit_linear(panel, outcome)
     else:
         log.warning("no %s table: panel outcomes not modelled", TABLES["panel"])
-    effects = [f.effects for f in fits.values()]
-    headline = pd.concat(effects, ignore_index=True) if effects else effects_frame([])
-    records = [r for f in fits.values() for r in f.summary.to_dict("records")]
-    summaries = pd.DataFrame(records) if records else pd.DataFrame(columns=list(SUMMARY_COLUMNS))
-    for _, row in summaries.iterrows():
-        log.info("%s %s: n=%s clusters=%s converged=%s %.2fs", row["outcome"], row["model"],
-                 row["n_obs"], row["n_clusters"], row["converged"], row["seconds"])
-    return ModelResults(effects=_ordered(headline), summaries=summaries,
-                        extras={k: f.extras for k, f in fits.items()})
+    return fits
 
 
 def _ordered(effects: pd.DataFrame) -> pd.DataFrame:

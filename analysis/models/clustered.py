@@ -1,7 +1,9 @@
 """Cluster-robust sandwich, and the wild cluster bootstrap through pyfixest.
 
-``cluster_sandwich`` is the CR1 estimator used by the logit and (without the
-finite-sample factor, i.e. Lin–Wei) the Cox model. ``wild_cluster_ci`` runs
+``cluster_sandwich`` is the CR1 estimator of the logit and (without the
+finite-sample factor, i.e. Lin–Wei) the Cox model, kept in their extras for the
+analyst notebooks; the reported errors are the CR3 jackknife
+(:mod:`analysis.models.jackknife`, docs/models.md), which CR1 under-covers. ``wild_cluster_ci`` runs
 the restricted wild cluster bootstrap of pyfixest's ``Feols.wildboottest`` (the
 ``wildboottest`` package: WCR-11, Webb six-point weights, seeded) for few
 clusters. The library tests only H0: β = 0 and returns no interval, so the

@@ -119,6 +119,37 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
                   n_events=int(event.sum()), converged=converged, lifelines=cph)
 
 
+def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: bool = True,
+                     start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Only the coefficients of an Efron Cox fit, warm-started: for jackknife refits.
+
+    Parameters
+    ----------
+    frame : columns ``names`` plus ``_start``, ``_stop``, ``_event`` (and ``_stratum``).
+    names : covariate columns.
+    stratified : stratify by ``_stratum``.
+    start : starting coefficients (original scale), e.g. the full-sample estimate;
+        None starts at zero as ``fit`` does.
+
+    Returns
+    -------
+    (coefficients in the order of ``names``, converged)
+        lifelines' own preprocessing and Newton–Raphson (the steps of
+        ``CoxPHFitter.fit``, same ``FIT_OPTIONS``) without what a refit does not
+        need: baseline hazards, predictions, standard errors. Same optimum as
+        :func:`cox_fit` (tested).
+    """
+    cols = list(names) + ["_start", "_stop", "_event"] + (["_stratum"] if stratified else [])
+    fitter = _semiparametric_class()()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        params = fitter.coefficients(frame[cols], stratified, start)
+    converged = not any(("failed to converge" in str(w.message))
+                        or ("norm(delta) is still high" in str(w.message)) for w in caught)
+    order = [list(fitter.params_index).index(n) for n in names]
+    return params[order], converged
+
+
 def _fitter(frame: pd.DataFrame, stratified: bool):
     return _semiparametric_class()().fit(
         frame, duration_col="_stop", event_col="_event", entry_col="_start",
@@ -153,6 +184,42 @@ def _semiparametric_class():
                     return super()._compute_central_values_of_raw_training_data(df, strata,
                                                                                 name)
                 return df.groupby(keys).median().astype(df.drop(columns=keys).dtypes)
+
+            def _partition_by_strata(self, X, T, E, entries, weights):  # lifelines' order
+                # lifelines groups X by its stratum index and selects T, E, weights and
+                # entries with .loc on that non-unique index, on every Newton step. The
+                # rows are sorted by stratum (``_preprocess_dataframe``), so each stratum
+                # is one contiguous block: the same pieces, in the same order, by position.
+                keys = X.index.to_numpy()
+                if X.index.nlevels != 1 or len(keys) == 0 or not X.index.is_monotonic_increasing:
+                    yield from super()._partition_by_strata(X, T, E, entries, weights)
+                    return
+                starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
+                for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
+                    yield ((X.iloc[a:b], T.iloc[a:b], E.iloc[a:b], weights.iloc[a:b],
+                            None if entries is None else entries.iloc[a:b]), keys[a])
+
+            def coefficients(self, frame, stratified, start=None):
+                """``fit``'s preprocessing and Newton-Raphson only (see cox_coefficients)."""
+                from lifelines import utils
+
+                self.duration_col, self.event_col, self.entry_col = "_stop", "_event", "_start"
+                self.robust, self.cluster_col, self.weights_col = False, None, None
+                self.formula, self._batch_mode = None, None
+                self._n_examples = frame.shape[0]
+                self.strata = "_stratum" if stratified else None  # as fit() stores it
+                x, t, e, w, entries, _, _ = self._preprocess_dataframe(frame)
+                self._norm_mean, self._norm_std = x.mean(0), x.std(0)
+                x_norm = pd.DataFrame(utils.normalize(x.values, self._norm_mean.values,
+                                                      self._norm_std.values),
+                                      index=x.index, columns=x.columns)
+                init = None if start is None else \
+                    np.asarray(start, float) * self._norm_std.values
+                beta, _, _ = self._newton_raphson_for_efron_model(
+                    x_norm, t, e, w, entries, initial_point=init, show_progress=False,
+                    **FIT_OPTIONS)
+                self.params_index = list(x.columns)
+                return beta / self._norm_std.values
 
         _CLASS = _Fitter
     return _CLASS

@@ -1,9 +1,14 @@
 """Rep × quarter panel models: complaints (Poisson), CSAT, NPS and bookings (linear).
 
-All with rep and quarter fixed effects, errors CRV1 by team (pyfixest: c =
-G/(G−1)·(N−1)/(N−K), fixed effects nested in the clusters not counted in K) and
-t(G−1) intervals — pyfixest's default for CRV1 (``ssc(G_df="min")``), asserted in
-the tests. With fewer than ``MIN_CLUSTERS`` teams the linear models take their
+All with rep and quarter fixed effects and errors clustered by team: the
+leave-one-team-out jackknife (CR3, :mod:`analysis.models.jackknife`) with t(G−1)
+intervals. Linear models take it from pyfixest (``vcov={"CRV3": "team_id"}``,
+which refits the weighted FE model without each team, centred at the full
+estimate) with the library's CR1 factor switched off (``ssc(k_adj=False,
+G_adj=False)``) and the textbook (G−1)/G applied; the Poisson model refits
+``pf.fepois`` itself, because pyfixest's CRV3 refits drop the offset. A term that
+varies within reps of one team only is not identified without it and is then
+non-estimable (its refits run the generic loop without it). With fewer than ``MIN_CLUSTERS`` teams the linear models take their
 p-value from pyfixest's restricted wild cluster bootstrap (``Feols.wildboottest``,
 Webb weights, seeded) and their interval by inverting that test
 (:func:`analysis.models.clustered.wild_cluster_ci`); below ``WILD_MIN_CLUSTERS``
@@ -29,6 +34,9 @@ from analysis.errors import ParameterError
 from analysis.models import design
 from analysis.models.clustered import (WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
                                        wild_cluster_ci)
+from analysis.models.jackknife import (Jackknife, RefitFailed, cr3_note, failed_note,
+                                       identified_without, jackknife, missing_note,
+                                       single_threaded_blas)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -122,8 +130,15 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> 
             log.warning("complaints: %s", failure)
     used = _used(fit, work) if fit is not None else work
     n_obs, g = len(used), int(used["team_id"].nunique())
+    jk = None
+    if fit is not None and g >= min_clusters:
+        try:
+            jk = _jackknife(fit, used, keep, _poisson_refit(used))
+        except RefitFailed as exc:
+            failure = failed_note(exc)
+            log.warning("complaints: %s", failure)
     rows = _rows(outcome, POISSON_MODEL, scale, fit, reasons, failure, n_obs, g,
-                 min_clusters, wild=None)
+                 min_clusters, wild=None, jk=jk)
     dispersion = None
     if fit is not None:
         mu = np.asarray(fit._Y_hat_response, float).ravel()
@@ -136,9 +151,9 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> 
         n_events=int(used["y"].sum()), dof=None if fit is None else float(dof),
         loglik=None, aic=None, converged=bool(fit is not None and fit.convergence),
         seconds=time.perf_counter() - t0, pearson_dispersion=dispersion,
-        n_dropped_zero_groups=n_zero,
-        note=f"dropped {n_zero} rows in reps/quarters with no complaints; CRV1 by team, t(G-1)")
-    return ModelFit(effects_frame(rows), summary, {"fit": fit})
+        n_dropped_zero_groups=n_zero, jackknife_seconds=None if jk is None else jk.seconds,
+        note=f"dropped {n_zero} rows in reps/quarters with no complaints; {_vnote(jk, g)}")
+    return ModelFit(effects_frame(rows), summary, _extras(fit, jk))
 
 
 def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
@@ -177,18 +192,95 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
             log.warning("%s: %s", outcome, failure)
     used = _used(fit, work) if fit is not None else work
     n_obs, g = len(used), int(used["team_id"].nunique())
-    wild = None
+    wild, jk = None, None
     if fit is not None and WILD_MIN_CLUSTERS <= g < min_clusters:
         wild = _wild(used, keep, wcol, wild_reps)
+    elif fit is not None and g >= min_clusters:
+        try:
+            jk = _linear_cr3(fit, used, keep, wcol)
+        except RefitFailed as exc:
+            failure = failed_note(exc)
+            log.warning("%s: %s", outcome, failure)
     rows = _rows(outcome, LINEAR_MODEL, scale, fit, reasons, failure, n_obs, g, min_clusters,
-                 wild=wild)
+                 wild=wild, jk=jk)
     summary = summary_frame(
         outcome=outcome, model=LINEAR_MODEL, n_obs=n_obs, n_clusters=g,
         dof=None if fit is None else float(fit._df_t), loglik=None, aic=None,
         converged=fit is not None, seconds=time.perf_counter() - t0,
         r2_within=None if fit is None else float(getattr(fit, "_r2_within", np.nan)),
-        note=("weighted by " + wcol + "; " if wcol else "") + "CRV1 by team, t(G-1)")
-    return ModelFit(effects_frame(rows), summary, {"fit": fit, "wild": wild})
+        jackknife_seconds=None if jk is None else jk.seconds,
+        note=("weighted by " + wcol + "; " if wcol else "") + _vnote(jk, g))
+    return ModelFit(effects_frame(rows), summary, {**_extras(fit, jk), "wild": wild})
+
+
+def _vnote(jk: Jackknife | None, g: int) -> str:
+    return cr3_note(g) if jk is not None else "CRV1 by team, t(G-1)"
+
+
+def _extras(fit, jk: Jackknife | None) -> dict:
+    """``fit`` (pyfixest, CRV1), ``vcov`` (CR3 of the terms, for the what-if), ``jackknife``."""
+    out = {"fit": fit}
+    if fit is not None:
+        names = [n for n in fit._coefnames if n in TERMS]
+        idx = [list(fit._coefnames).index(n) for n in names]
+        out["vcov_crv1"] = pd.DataFrame(np.asarray(fit._vcov)[np.ix_(idx, idx)], index=names,
+                                        columns=names)
+    if jk is not None:
+        out["vcov"], out["jackknife"] = jk.vcov, jk
+    return out
+
+
+def _jackknife(fit, used: pd.DataFrame, keep: list[str], refit) -> Jackknife:
+    """CR3 of ``keep`` by refitting ``refit(rows, terms)`` without each team."""
+    full = fit.coef()[keep].astype(float)
+    teams = used["team_id"].to_numpy()
+    identified = identified_without(used[keep], design.factor_codes(used["rep_id"]), teams)
+    return jackknife(full, teams, lambda rows, team: refit(rows, identified[team]),
+                     errors=FIT_ERRORS)
+
+
+def _poisson_refit(used: pd.DataFrame):
+    def refit(rows: np.ndarray, terms: list[str]) -> pd.Series:
+        # the model's own procedure on the remaining teams: drop reps/quarters left
+        # without complaints, same formula, offset and library
+        sub, _ = _drop_zero_groups(used.loc[rows])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = pf.fepois(_fml(terms), data=sub, offset="log_exposure", vcov="iid")
+        return m.coef().reindex(terms)
+    return refit
+
+
+def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> Jackknife:
+    """CR3 of a linear model: pyfixest's CRV3 (no CR1 factor) × (G−1)/G.
+
+    When a term is not identified without some team, pyfixest's refit would fail;
+    the generic loop then refits ``pf.feols`` with the terms each sample identifies.
+    """
+    teams = used["team_id"].to_numpy()
+    identified = identified_without(used[keep], design.factor_codes(used["rep_id"]), teams)
+    if any(len(v) < len(keep) for v in identified.values()):
+        def refit(rows, terms):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = pf.feols(_fml(terms), data=used.loc[rows], weights=wcol, vcov="iid")
+            return m.coef().reindex(terms)
+        return _jackknife(fit, used, keep, refit)
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings(), single_threaded_blas():
+            warnings.simplefilter("ignore")
+            cr3 = pf.feols(_fml(keep), data=used, weights=wcol, vcov={"CRV3": "team_id"},
+                           ssc=pf.ssc(k_adj=False, G_adj=False))
+    except FIT_ERRORS as exc:
+        raise RefitFailed("(one of them, in pyfixest's CRV3)", exc) from exc
+    g = int(pd.unique(teams).size)
+    names = list(cr3._coefnames)
+    vcov = pd.DataFrame((g - 1) / g * np.asarray(cr3._vcov), index=names,
+                        columns=names).loc[keep, keep]
+    full = fit.coef()[keep].astype(float)
+    return Jackknife(full=full, estimates=pd.DataFrame(columns=keep), vcov=vcov, n_clusters=g,
+                     seconds=time.perf_counter() - t0)
 
 
 def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:
@@ -211,11 +303,14 @@ def _few_note(g: int, min_clusters: int) -> str:
     return design.few_clusters_note(g, min_clusters)
 
 
-def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild):
+def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild,
+          jk: Jackknife | None = None):
     rows = []
     tidy = fit.tidy() if fit is not None else None
     for term in TERMS:
         why = reasons[term] or failure
+        if not why and jk is not None and term in jk.dropped:
+            why = missing_note(term, jk.dropped[term])
         wr = (wild or {}).get(term)
         if not why and g < min_clusters and wild is not None:
             if wr is None:
@@ -231,8 +326,11 @@ def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, 
                                     note=why or "not estimable"))
             continue
         est, se = float(tidy.loc[term, "Estimate"]), float(tidy.loc[term, "Std. Error"])
+        note = ""
+        if jk is not None:
+            se, note = jk.std_error(term), cr3_note(g)
         row = effect_row(outcome, term, model, scale, estimate=est, std_error=se,
-                         df=float(fit._df_t), n_obs=n_obs, n_clusters=g)
+                         df=float(fit._df_t), n_obs=n_obs, n_clusters=g, note=note)
         if wr is not None:
             row.update(conf_low=wr.conf_low, conf_high=wr.conf_high, p_value=wr.p_value,
                        note=(f"{g} teams (< {min_clusters}): p-value from the restricted "

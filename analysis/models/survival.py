@@ -4,10 +4,15 @@ Model ``cox_stratified_tv`` (findings.md): episodes (start, stop] on the tenure
 axis (days since acquisition, so delayed entry), Efron ties, strata = owning
 team, calendar-quarter indicators, the five non-reference weights / 0.10 as
 time-varying covariates. Coefficients from lifelines (:mod:`analysis.models.coxph`).
-Errors: Lin–Wei cluster-robust sandwich by team from per-episode score residuals
-that respect delayed entry and strata (:mod:`analysis.models.cox_residuals`),
-times G/(G−1), with t(G−1) intervals and p-values — the same finite-sample
-convention as the CR1/t(G−1) used by the other models.
+Errors: leave-one-team-out jackknife (CR3, :mod:`analysis.models.jackknife`) with
+t(G−1) intervals and p-values. The model is stratified by team and the cluster is
+the team, so leaving a team out removes exactly one stratum; each refit is
+lifelines' Newton–Raphson warm-started at the full-sample coefficients
+(:func:`analysis.models.coxph.cox_coefficients`). The Lin–Wei cluster-robust
+sandwich from per-episode score residuals that respect delayed entry and strata
+(:mod:`analysis.models.cox_residuals`), times G/(G−1), stays available in the
+extras (``vcov_lin_wei``, ``coef_table``) for the analyst notebooks; it
+under-covers with few teams (docs/models.md).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from scipy import stats
 
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
-from analysis.models.coxph import CoxFit, cox_fit
+from analysis.models.coxph import CoxFit, cox_coefficients, cox_fit
+from analysis.models.jackknife import (Jackknife, RefitFailed, cr3_note, failed_note,
+                                       identified_without, jackknife, missing_note)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -36,6 +43,20 @@ KM_STEP_DAYS = 90
 #: is flat or singular in some direction and lifelines fails or returns noise.
 MIN_EVENTS = 10
 KM_COLUMNS = ["plan_id", "day", "survival", "conf_low", "conf_high", "at_risk"]
+
+
+def _with_events(data: pd.DataFrame) -> pd.DataFrame:
+    """Episodes of the calendar quarters that have at least one churn event.
+
+    A quarter without events has its indicator's MLE at −∞; in that limit its
+    episodes leave every risk set and the other coefficients are those of the fit
+    without them. Dropping them is that limit (as the Poisson model drops reps and
+    quarters without complaints and the logit its uninformative groups), and keeps
+    lifelines from diverging — with few teams a leave-one-team-out refit can lose
+    a quarter's only event.
+    """
+    has = data.groupby("quarter", observed=True)["event"].transform("sum") > 0
+    return data.loc[has.to_numpy()]
 
 
 def _quarter_dummies(quarters: pd.Series) -> pd.DataFrame:
@@ -84,6 +105,12 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
         log.warning("churn: %s", note)
         return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
                        t0, extras={}, note=note)
+    # quarters without an event: their indicator's MLE is at -inf; drop them (that limit)
+    data = _with_events(data)
+    g = int(data["team_id"].nunique())
+    strata, x = design.factor_codes(data["team_id"]), design.regressors(data)
+    qd = _quarter_dummies(data["quarter"])
+    names = keep + list(qd.columns)
     xmat = np.column_stack([x[keep].to_numpy(float), qd.to_numpy(float)])
     try:
         fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
@@ -101,7 +128,54 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
         return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
                        t0, extras={"cox": fit}, note=note)
     extras = {"cox": fit, "ph_test": ph_test(fit, names, keep)}
-    return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters)
+    jk, failure = None, ""
+    if g >= min_clusters:
+        try:
+            jk = _jackknife(data, x, keep, fit, names)
+        except RefitFailed as exc:
+            failure = failed_note(exc)
+            log.warning("churn: %s", failure)
+    return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters, jk=jk,
+                   failure=failure)
+
+
+def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit,
+               names: list[str]) -> Jackknife:
+    """CR3 of the ``keep`` coefficients: the Cox model refitted without each team (stratum).
+
+    Each refit is the full fit's procedure on the remaining teams: episodes of
+    quarters left without an event are dropped (:func:`_with_events`), the quarter
+    indicators are rebuilt, and the terms still varying within the remaining strata
+    are kept; lifelines starts from the full-sample coefficients.
+    """
+    full = pd.Series(fit.params, index=names)
+    teams = data["team_id"].to_numpy()
+    strata = design.factor_codes(teams)
+    identified = identified_without(x[keep], strata, teams)
+    base = pd.DataFrame({"_start": data["start"].to_numpy(float),
+                         "_stop": data["stop"].to_numpy(float),
+                         "_event": data["event"].to_numpy(int), "_stratum": strata})
+    xs = x[keep].reset_index(drop=True)
+    quarters = data["quarter"].reset_index(drop=True)
+    events = base["_event"]
+
+    def refit(rows: np.ndarray, team) -> pd.Series:
+        terms = identified[team]
+        kept = np.flatnonzero(rows)  # ... in quarters that still have an event (_with_events)
+        ev = events[kept].groupby(quarters[kept].to_numpy()).transform("sum").to_numpy()
+        rows = np.zeros(len(rows), bool)
+        rows[kept[ev > 0]] = True
+        qd = _quarter_dummies(quarters[rows])
+        frame = pd.concat([xs.loc[rows, terms], qd, base.loc[rows]], axis=1)
+        sub_names = terms + list(qd.columns)
+        params, converged = cox_coefficients(frame, sub_names,
+                                             start=full.reindex(sub_names).fillna(0.0).to_numpy())
+        if not (converged and np.all(np.isfinite(params))):
+            raise ConvergenceError("Newton-Raphson did not converge")
+        return pd.Series(params[:len(terms)], index=terms)
+
+    return jackknife(full[keep], teams, refit,
+                     errors=(ConvergenceError, np.linalg.LinAlgError))
 
 
 def _short(exc: BaseException, limit: int = 120) -> str:
@@ -111,24 +185,35 @@ def _short(exc: BaseException, limit: int = 120) -> str:
 
 
 def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
-            min_clusters: int = MIN_CLUSTERS, note: str = "") -> ModelFit:
+            min_clusters: int = MIN_CLUSTERS, note: str = "", jk: Jackknife | None = None,
+            failure: str = "") -> ModelFit:
     n_obs = len(data)
     rows, few = [], g < min_clusters
     for term in TERMS:
-        why = reasons.get(term, "") or (design.few_clusters_note(g, min_clusters) if few else "")
-        if why or fit is None:
+        why = (reasons.get(term, "") or (design.few_clusters_note(g, min_clusters) if few
+                                         else "") or failure)
+        if not why and jk is not None and term in jk.dropped:
+            why = missing_note(term, jk.dropped[term])
+        if why or fit is None or jk is None:
             rows.append(missing_row(OUTCOME, term, MODEL, SCALE, n_obs=n_obs, n_clusters=g,
                                     note=why or "not estimable"))
             continue
         j = names.index(term)
         rows.append(effect_row(OUTCOME, term, MODEL, SCALE, estimate=fit.params[j],
-                               std_error=float(np.sqrt(cov[j, j])), df=g - 1, n_obs=n_obs,
-                               n_clusters=g))
+                               std_error=jk.std_error(term), df=g - 1, n_obs=n_obs,
+                               n_clusters=g, note=cr3_note(g)))
     if fit is not None:
-        se = np.sqrt(np.diag(cov))
-        extras["coef_table"] = pd.DataFrame({"term": names, "estimate": fit.params,
-                                             "std_error_robust": se,
-                                             "std_error_model": np.sqrt(np.diag(fit.cov_naive))})
+        extras["coef_table"] = pd.DataFrame({
+            "term": names, "estimate": fit.params,
+            "std_error_cr3": [jk.std_error(n) if jk is not None else np.nan for n in names],
+            "std_error_lin_wei": np.sqrt(np.diag(cov)),
+            "std_error_model": np.sqrt(np.diag(fit.cov_naive))})
+        terms = [t for t in names if t in TERMS]
+        idx = [names.index(t) for t in terms]
+        extras["vcov_lin_wei"] = pd.DataFrame(cov[np.ix_(idx, idx)], index=terms, columns=terms)
+        if jk is not None:
+            extras["vcov"] = jk.vcov
+            extras["jackknife"] = jk
     summary = summary_frame(
         outcome=OUTCOME, model=MODEL, n_obs=n_obs, n_clusters=g,
         n_events=None if fit is None else fit.n_events,
@@ -137,8 +222,9 @@ def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
         converged=bool(fit is not None and fit.converged),
         seconds=time.perf_counter() - t0, n_customers=int(data["customer_id"].nunique())
         if "customer_id" in data else None,
-        note=note or ("lifelines CoxPHFitter (Efron ties, strata, delayed entry); Lin-Wei "
-                      "cluster-robust (team) sandwich x G/(G-1), t(G-1)"))
+        jackknife_seconds=None if jk is None else jk.seconds,
+        note=note or failure or ("lifelines CoxPHFitter (Efron ties, strata, delayed entry); "
+                                 + cr3_note(g) + " (Lin-Wei sandwich x G/(G-1) in extras)"))
     return ModelFit(effects_frame(rows), summary, extras)
 
 
