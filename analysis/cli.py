@@ -1,10 +1,11 @@
 """``kpisat``: the one entry point for running, validating and generating the sample.
 
 Errors a user can fix (bad input, bad parameter) are shown as one line
-``kpisat: error: ...`` with exit code 2; a failed notebook exits with 1 and names the
-notebook and cell; anything unexpected prints a short message and suggests
-``--debug``, which shows the traceback. Progress and diagnostics are logged to
-stderr; results (where the report is, the data-quality summary) go to stdout.
+``kpisat: error: ...`` with exit code 2; a failed notebook (an exception, a dead
+kernel, a timed-out cell) exits with 1 and names the notebook and cell; Ctrl-C exits
+with 130 and says where the run stopped; anything unexpected prints a short message
+and suggests ``--debug``, which shows the traceback. Progress and diagnostics are
+logged to stderr; results (where the report is, the data-quality summary) go to stdout.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .errors import KpisatError, NotebookError
 
 log = logging.getLogger("analysis.cli")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _QUIET_LIBRARIES = ("papermill", "traitlets", "nbconvert", "asyncio", "matplotlib",
                     "fontTools", "PIL", "blib2to3", "numexpr")
 
@@ -260,6 +261,8 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
     logging.getLogger("analysis").setLevel(level)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)
+    if not verbose:  # nbclient's "Kernel died ..." / "Timeout ..." repeat the one-line error
+        logging.getLogger("papermill").setLevel(logging.CRITICAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,9 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILED if isinstance(e, NotebookError) else EXIT_USAGE
         sys.stderr.write(f"kpisat: error: {e}\n")
         return code
-    except KeyboardInterrupt:
-        sys.stderr.write("kpisat: interrupted\n")
-        return 130
+    except KeyboardInterrupt as e:  # a run says where it stopped and where it is kept
+        message = str(e).strip().splitlines()[0] if str(e).strip() else "interrupted"
+        sys.stderr.write(f"kpisat: {message}\n")
+        return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - the last line of defence for users
         if args.debug:
             raise

@@ -9,6 +9,14 @@ executed notebooks to HTML, writes ``manifest.json`` and finally renames the sta
 folder to ``OUT/<quarter>/``. A failed run is moved to ``OUT/.failed/`` for
 debugging and the previously published quarter is left as it was.
 
+Faults and how they are reported (one line each, naming the notebook and the cell;
+the executed notebook, as far as it got, is kept in the failed run with the failing
+cell marked): an exception in a cell, a kernel that dies (killed, out of memory), a
+cell running longer than ``timeout`` (each a :class:`NotebookError`), and Ctrl-C
+(:class:`RunInterrupted`, a ``KeyboardInterrupt``). Papermill runs in a worker
+thread so that Ctrl-C always reaches the runner, which then kills the kernel, waits
+for the worker to save the notebook, and moves the staging folder aside.
+
 Only this module touches papermill.
 """
 
@@ -18,6 +26,8 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +49,16 @@ LOG_DIR = "logs"
 #: with Agg through the inline backend: no GUI, and figures land in the notebook's
 #: outputs (plain ``Agg`` would silently drop every chart from the analyst reports).
 KERNEL_ENV = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+#: Seconds to wait, after Ctrl-C, for the killed kernel's notebook to be saved.
+INTERRUPT_GRACE = 30.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during a run: names the notebook and cell and where the run is kept.
+
+    A ``KeyboardInterrupt``, so callers that stop on Ctrl-C keep doing so; the CLI
+    prints its message and exits with 130.
+    """
 
 
 # ---------------------------------------------------------------- discovery & checks
@@ -223,6 +243,16 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         write_manifest(staging, manifest)
         failed = _keep_failed(staging, out, prepared.quarter, run_id)
         raise NotebookError(f"{e}; the failed run is kept in {failed}") from None
+    except KeyboardInterrupt as e:  # Ctrl-C in a notebook or between notebooks
+        what = str(e) or "interrupted"
+        manifest.update(status="interrupted", finished=utc_now())
+        for entry in manifest["notebooks"]:
+            if entry["status"] == "running":
+                entry["status"] = "interrupted"
+        with contextlib.suppress(OSError):
+            write_manifest(staging, manifest)
+        failed = _keep_failed(staging, out, prepared.quarter, run_id)
+        raise RunInterrupted(f"{what}; the failed run is kept in {failed}") from None
     manifest.update(status="ok", finished=utc_now())
     write_manifest(staging, manifest)
     final = publish(staging, out / prepared.quarter)
@@ -235,40 +265,197 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
 
 def _run_one(nb: Path, staging: Path, parameters: dict, timeout: float, entry: dict, *,
              position: str, progress: bool, env: dict[str, str]) -> float:
-    """Execute one notebook into ``staging``; return its seconds or raise NotebookError."""
+    """Execute one notebook into ``staging``; return its seconds.
+
+    Raises
+    ------
+    NotebookError : a cell raised, the kernel died or a cell timed out; the executed
+        notebook (as far as it got, failing cell marked) is saved in ``staging``.
+    RunInterrupted : Ctrl-C; the kernel is killed and the notebook saved likewise.
+    """
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     level = logging.INFO if progress else logging.DEBUG
     target = staging / nb.name
+    watch = _KernelWatch()
     t0 = time.perf_counter()
     log.log(level, "%s %s ...", position, nb.stem)
+    entry["status"] = "running"
+
+    def execute() -> None:
+        papermill.execute_notebook(
+            str(nb), str(target), parameters=parameters, kernel_name="python3",
+            progress_bar=False, log_output=False, cwd=str(staging),
+            execution_timeout=timeout, request_save_on_cell_execute=False,
+            engine_name=_engine_name(),
+            on_failure=lambda executed, exc: _save_failed(executed, target, exc, watch, timeout),
+            kernel_manager_class=_logging_kernel_manager(
+                staging / LOG_DIR / f"{nb.stem}.kernel.log", watch))
+
+    def failed(status: str = "failed") -> None:
+        seconds = time.perf_counter() - t0
+        entry.update(status=status, seconds=round(seconds, 1))
+        log.log(level, "%s %s %s (%.1f s)", position, nb.stem, status, seconds)
+
     try:
         with kernel_environment(nb.stem, env):
-            papermill.execute_notebook(
-                str(nb), str(target), parameters=parameters, kernel_name="python3",
-                progress_bar=False, log_output=False, cwd=str(staging),
-                execution_timeout=timeout, request_save_on_cell_execute=False,
-                kernel_manager_class=_logging_kernel_manager(
-                    staging / LOG_DIR / f"{nb.stem}.kernel.log"))
+            _in_worker(execute, watch, name=f"kpisat-{nb.stem}")
+    except KeyboardInterrupt:
+        failed("interrupted")
+        raise RunInterrupted(f"interrupted in notebook {nb.stem}{_failing_cell(target)}") from None
     except PapermillExecutionError as e:
-        seconds = time.perf_counter() - t0
-        entry.update(status="failed", seconds=round(seconds, 1))
-        log.log(level, "%s %s failed (%.1f s)", position, nb.stem, seconds)
+        failed()
         first = next((ln for ln in str(e.source).splitlines() if ln.strip()), "")
         raise NotebookError(
             f"notebook {nb.stem} failed at cell {e.cell_index + 1} ({first.strip()!r}): "
             f"{e.ename}: {_last_line(e.evalue)}") from None
-    except Exception as e:  # timeout, dead kernel, missing kernel: name them the same way
-        seconds = time.perf_counter() - t0
-        entry.update(status="failed", seconds=round(seconds, 1))
-        log.log(level, "%s %s failed (%.1f s)", position, nb.stem, seconds)
-        where = _failing_cell(target)
-        raise NotebookError(f"notebook {nb.stem} failed{where}: {type(e).__name__}: "
-                            f"{_last_line(str(e))}") from None
+    except DeadKernelError:
+        failed()
+        raise NotebookError(
+            f"notebook {nb.stem}: kernel died{_failing_cell(target)} (killed, or out of "
+            f"memory?); its output is in {LOG_DIR}/{nb.stem}.kernel.log") from None
+    except CellTimeoutError:
+        failed()
+        raise NotebookError(
+            f"notebook {nb.stem}: timed out after {timeout:g} s{_failing_cell(target)}; "
+            "allow more with --timeout SECONDS") from None
+    except Exception as e:  # kernel that cannot start, and anything else: named the same way
+        failed()
+        raise NotebookError(f"notebook {nb.stem} failed{_failing_cell(target)}: "
+                            f"{type(e).__name__}: {_last_line(str(e))}") from None
     seconds = time.perf_counter() - t0
     log.log(level, "%s %s ok (%.1f s)", position, nb.stem, seconds)
     return seconds
+
+
+class _KernelWatch:
+    """The kernels one notebook's execution started, so Ctrl-C can stop them."""
+
+    def __init__(self) -> None:
+        self.groups: list[int] = []  # process groups (each kernel leads its own session)
+        self.cancelled = threading.Event()
+
+    def launched(self, provisioner: Any) -> None:
+        pid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+        if pid:
+            self.groups.append(int(pid))
+        if self.cancelled.is_set():  # Ctrl-C came while the kernel was starting
+            self.kill()
+
+    def kill(self) -> None:
+        own = os.getpgid(0)
+        for group in self.groups:
+            if group != own:
+                with contextlib.suppress(OSError):
+                    os.killpg(group, signal.SIGKILL)
+
+    def stop(self, done: threading.Event) -> None:
+        """Kill the kernels until the worker (which then saves the notebook) is ``done``."""
+        self.cancelled.set()
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        while not done.is_set() and time.monotonic() < deadline:
+            self.kill()
+            done.wait(0.1)
+        if not done.is_set():
+            log.warning("the notebook did not stop within %.0f s of Ctrl-C", INTERRUPT_GRACE)
+
+
+def _in_worker(fn: Any, watch: _KernelWatch, *, name: str) -> None:
+    """Run ``fn()`` in a worker thread; re-raise its exception here.
+
+    Signals reach only the main thread, so Ctrl-C interrupts the wait below instead
+    of papermill's event loop (where nbclient would swallow it, shut the kernel down
+    and leave tasks behind). On Ctrl-C the kernel is killed, the worker is given
+    :data:`INTERRUPT_GRACE` seconds to save the notebook, and KeyboardInterrupt goes on.
+    """
+    import asyncio
+
+    outcome: dict[str, BaseException] = {}
+    done = threading.Event()  # not Thread.join: an interrupted join marks the thread
+    # stopped while it still runs (CPython < 3.13, gh-90882)
+
+    def work() -> None:
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = e
+        finally:  # the thread's own event loop (jupyter_core made one): release it
+            with contextlib.suppress(Exception):
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+                if not loop.is_running():
+                    loop.close()
+            done.set()
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        watch.stop(done)
+        raise
+    if "error" in outcome:
+        raise outcome.pop("error")
+
+
+_ENGINE = "kpisat"
+_engine_registered = False
+
+
+def _engine_name() -> str:
+    """Papermill's nbclient engine, saving the executed notebook however execution ends.
+
+    Papermill itself saves it only when a cell raises; a dead kernel, a timeout or an
+    interruption would leave nothing to debug. ``on_failure(nb, exc)`` gets the
+    notebook as far as it got.
+    """
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class KeepingEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, on_failure=None, **kwargs):
+            try:
+                return super().execute_notebook(nb, kernel_name, **kwargs)
+            except BaseException as e:
+                if on_failure is not None:
+                    try:
+                        on_failure(nb, e)
+                    except Exception as save_error:  # noqa: BLE001 - keep the real error
+                        log.warning("could not save the failed notebook: %s", save_error)
+                raise
+
+    global _engine_registered
+    if not _engine_registered:
+        papermill_engines.register(_ENGINE, KeepingEngine)
+        _engine_registered = True
+    return _ENGINE
+
+
+def _save_failed(nb: Any, target: Path, exc: BaseException, watch: _KernelWatch,
+                 timeout: float) -> None:
+    """Save a notebook whose execution stopped, marking the cell that was running."""
+    import nbformat
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    if watch.cancelled.is_set():
+        ename, evalue = "KeyboardInterrupt", "the run was interrupted (Ctrl-C) in this cell"
+    elif isinstance(exc, DeadKernelError):
+        ename, evalue = "DeadKernelError", "the kernel died while this cell ran"
+    elif isinstance(exc, CellTimeoutError):
+        ename, evalue = "CellTimeoutError", f"the cell ran longer than {timeout:g} s"
+    else:
+        ename, evalue = type(exc).__name__, _last_line(str(exc))
+    started = [c for c in nb.cells
+               if c.get("metadata", {}).get("papermill", {}).get("status") not in (None, "pending")]
+    if started and not any(c.metadata.papermill.get("status") == "failed" for c in started):
+        cell = started[-1]
+        cell.metadata.papermill.update(status="failed", exception=True)
+        if cell.cell_type == "code":
+            cell.outputs.append(nbformat.v4.new_output(
+                "error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+        nb.metadata.setdefault("papermill", {})["exception"] = True
+    target.write_text(nbformat.writes(nb), encoding="utf-8")
 
 
 def _last_line(text: str) -> str:
@@ -315,11 +502,12 @@ def kernel_environment(notebook: str, extra: dict[str, str] | None = None) -> It
                 os.environ[k] = v
 
 
-def _logging_kernel_manager(log_path: Path) -> type:
+def _logging_kernel_manager(log_path: Path, watch: _KernelWatch | None = None) -> type:
     """A kernel manager class whose kernel writes its own stdout/stderr to ``log_path``.
 
     The kernel process's chatter (transport warnings, shutdown messages) belongs in
-    the run folder for debugging, not in the user's terminal.
+    the run folder for debugging, not in the user's terminal. Each kernel started is
+    recorded in ``watch`` (so Ctrl-C can kill it).
     """
     from jupyter_client.manager import AsyncKernelManager
 
@@ -328,7 +516,13 @@ def _logging_kernel_manager(log_path: Path) -> type:
         with open(log_path, "ab") as sink:  # the child keeps its own copy of the handle
             kw.setdefault("stdout", sink)
             kw.setdefault("stderr", sink)
-            return await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+            if watch is not None and watch.cancelled.is_set():
+                raise RuntimeError("the run was interrupted before the kernel started")
+            try:
+                return await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+            finally:
+                if watch is not None:
+                    watch.launched(self.provisioner)
 
     return type("LoggingKernelManager", (AsyncKernelManager,),
                 {"_async_launch_kernel": _async_launch_kernel})
