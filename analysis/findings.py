@@ -48,7 +48,7 @@ TOP_KEYS = ("schema_version", "quarter", "as_of", "effects", "metrics",
             "recommendation", "data_quality")
 _DROPPED = ("statistic",)
 #: Columns of fit summaries that differ between identical runs (kept out of findings).
-_TIMINGS = ("seconds",)
+_TIMINGS = ("seconds", "jackknife_seconds")
 
 
 # ---------------------------------------------------------------- JSON-safe values
