@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from analysis.config import SEED
-from analysis.models.tidy import CONF_LEVEL
+from analysis.models.tidy import CONF_LEVEL, effect_row, missing_row
 
 #: Wild cluster bootstrap replications (Webb weights, seeded with config.SEED).
 WILD_REPS = 999
@@ -104,8 +104,6 @@ def inference_rows(outcome: str, model: str, scale: str, terms: list[tuple[int, 
     failed fit (``fit`` None, ``note`` says why) or a row with a non-finite number is
     a non-estimable row. ``row_note(e)`` is the note of an estimable row.
     """
-    from analysis.models.tidy import effect_row, missing_row
-
     ci = None
     if fit is not None and not note:
         try:
