@@ -332,6 +332,13 @@ def _tidy(rows: list[tuple], by: list[str], scope: str) -> pd.DataFrame:
                         for c in columns})
     out["n"] = out.n.astype("int64")
     out["suppressed"] = out.suppressed.astype(bool)
+    if scope == "team" and len(out):
+        # The company row of each metric and quarter is published beside the teams:
+        # hide a second cell wherever one alone would be recoverable by subtraction.
+        from .privacy import suppress_small_cells
+
+        out = suppress_small_cells(out, "n", ["value", "conf_low", "conf_high"],
+                                   group_cols=["name", "quarter"])
     n_suppressed = int(out.suppressed.sum())
     if n_suppressed:
         logger.info("quarterly metrics: %d team cells below %d suppressed",

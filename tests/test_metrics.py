@@ -201,7 +201,7 @@ def test_team_metrics_suppressed_below_small_cell(company):
     m = metrics.quarterly_metrics(tables, built["rep_quarter_panel"], "2024Q2", "team",
                                   episodes=built["survival_episodes"])
     assert list(m.columns) == ["name", "scope", "quarter", "team_id", "value", "conf_low",
-                               "conf_high", "n", "suppressed"]
+                               "conf_high", "n", "suppressed", "suppressed_reason"]
     # teams x quarters present in the panel: T1 Q1, T1 Q2, T2 Q1
     assert len(m) == len(metrics.METRIC_NAMES) * 3
     assert SMALL_CELL == 5  # every cell of the tiny company has fewer than 5
@@ -228,3 +228,18 @@ def test_metrics_up_to_the_analysed_quarter_and_episodes_optional(company):
     assert set(m.quarter) == {"2024Q1"}
     with pytest.raises(ParameterError):
         metrics.quarterly_metrics(tables, built["rep_quarter_panel"], "2024Q2", "rep")
+
+
+def test_team_metrics_get_complementary_suppression(company):
+    """One small team beside a large one in a quarter: the large one is hidden too,
+    or the small one's bookings would be the company total minus the large one's."""
+    tables, built = company
+    panel = built["rep_quarter_panel"].copy()
+    t1_q1 = (panel.team_id == "T1") & (panel.quarter == "2024Q1")
+    panel.loc[t1_q1, "won_deals"] = SMALL_CELL  # large enough on its own
+    m = metrics.quarterly_metrics(tables, panel, "2024Q2", "team",
+                                  episodes=built["survival_episodes"])
+    t1 = _metric(m, "bookings", "2024Q1", "T1")
+    t2 = _metric(m, "bookings", "2024Q1", "T2")
+    assert t2.suppressed and t2.n < SMALL_CELL
+    assert t1.n >= SMALL_CELL and t1.suppressed and t1.value is None
