@@ -3,7 +3,10 @@
 Each model's CR3 covariance is checked against the jackknife done by hand with the
 same library (cold-started refits), the linear one also against pyfixest's own
 CRV3; notes, t(G−1), the CR3 covariance in ``extras["vcov"]`` (what the what-if
-uses) and the kept CR1 / Lin–Wei sandwiches are checked too.
+uses) and the kept CR1 / Lin–Wei sandwiches are checked too. Above
+``JACKKNIFE_MAX_CLUSTERS`` teams every model reports its CR1 / Lin–Wei sandwich
+instead (no refits), with t(G−1), a note saying so and that covariance in
+``extras["vcov"]``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from analysis.config import TERMS
 from analysis.decision.whatif import effect_covariances
 from analysis.models import fit_effects
 from analysis.models.coxph import cox_coefficients, cox_fit
-from analysis.models.jackknife import cr3_covariance, jackknife
+from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, cr3_covariance, jackknife,
+                                       use_jackknife)
 from analysis.models.panel import fit_complaints, fit_linear
 from analysis.models.renewal import drop_uninformative, fit_renewal
 from analysis.models.survival import fit_churn
@@ -187,3 +191,105 @@ def test_every_headline_model_exposes_its_cr3_covariance_to_the_whatif():
         se = head[head["outcome"] == outcome].set_index("term")["std_error"]
         np.testing.assert_allclose(np.sqrt(np.diag(v)), se.loc[list(TERMS)], rtol=1e-12)
         assert res.extras[outcome]["jackknife"].n_clusters == 20
+
+
+# ---------------------------------------------------------------- many teams: CR1, no jackknife
+HEADLINE = ["cox_stratified_tv", "logit_fe", "poisson_fe", "ols_fe"]
+
+
+def _cr1_note(g: int, name: str) -> str:
+    return f"{name} by team (G={g} > {JACKKNIFE_MAX_CLUSTERS}: no jackknife), t({g - 1})"
+
+
+def test_threshold_is_inclusive():
+    assert use_jackknife(JACKKNIFE_MAX_CLUSTERS)
+    assert not use_jackknife(JACKKNIFE_MAX_CLUSTERS + 1)
+    assert use_jackknife(24)  # the sample company: CR3, numbers unchanged
+
+
+def test_more_teams_than_the_threshold_use_cr1_in_every_model():
+    g = JACKKNIFE_MAX_CLUSTERS + 5
+    res = fit_effects({
+        "rep_quarter_panel": make_panel(18, n_teams=g, reps=2, n_q=8),
+        "renewal_table": make_renewals(18, n=6000, n_teams=g),
+        "survival_episodes": make_episodes(18, n_customers=1500, n_teams=g)})
+    eff, crit = res.effects, stats.t.ppf(0.975, g - 1)
+    assert eff["estimable"].all(), eff.loc[~eff["estimable"], ["outcome", "term", "note"]]
+    assert (eff["n_clusters"] == g).all()
+    # t(G-1) intervals and p-values
+    np.testing.assert_allclose(eff["conf_high"] - eff["estimate"], crit * eff["std_error"])
+    np.testing.assert_allclose(eff["p_value"],
+                               2 * stats.t.sf(np.abs(eff["statistic"]), g - 1), rtol=1e-9)
+    sandwich = {"churn": ("Lin-Wei sandwich x G/(G-1)", "vcov_lin_wei"),
+                "renewal": ("CR1", None), "complaints": ("CRV1", "vcov_crv1"),
+                "csat": ("CRV1", "vcov_crv1"), "nps": ("CRV1", "vcov_crv1"),
+                "bookings": ("CRV1", "vcov_crv1")}
+    cov = effect_covariances(res.extras)
+    for outcome, (name, key) in sandwich.items():
+        ex = res.extras[outcome]
+        rows = eff[(eff["outcome"] == outcome) & eff["model"].isin(HEADLINE)].set_index("term")
+        assert (rows["note"] == _cr1_note(g, name)).all(), rows["note"].tolist()
+        assert "jackknife" not in ex
+        if key is not None:
+            used = ex[key]
+        else:  # renewal: the CR1 sandwich of the full design, restricted to the terms
+            cols = ex["columns"]
+            idx = [cols.index(t) for t in TERMS]
+            used = pd.DataFrame(ex["cov_cr1"][np.ix_(idx, idx)], index=list(TERMS),
+                                columns=list(TERMS))
+        pd.testing.assert_frame_equal(ex["vcov"], used)
+        np.testing.assert_allclose(rows.loc[list(TERMS), "std_error"],
+                                   np.sqrt(np.diag(used.loc[list(TERMS), list(TERMS)])),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(np.sqrt(np.diag(cov[outcome])),
+                                   rows.loc[list(TERMS), "std_error"], rtol=1e-12)
+    # the pyfixest rows are pyfixest's own CRV1 errors and t(G-1)
+    fit = res.extras["bookings"]["fit"]
+    assert float(fit._df_t) == g - 1
+    rows = eff[eff["outcome"] == "bookings"].set_index("term")
+    np.testing.assert_allclose(rows.loc[list(TERMS), "std_error"], fit.se()[list(TERMS)])
+    # AMEs: delta method with the CR1 covariance, named so
+    ame = eff[eff["model"] == "logit_fe_ame"]
+    assert ame["note"].str.fullmatch(r"average marginal effect, percentage points; delta "
+                                     r"method, CR1 by team \(G=55 > 50: no jackknife\), "
+                                     r"t\(54\)").all()
+    summ = res.summaries.set_index("model")
+    assert summ["jackknife_seconds"].isna().all()
+    assert summ["note"].str.contains("no jackknife").all()
+
+
+@pytest.mark.parametrize("outcome", ["churn", "renewal", "complaints", "bookings"])
+def test_threshold_switches_each_model_between_cr3_and_cr1(outcome):
+    """12 teams: CR3 with a threshold of 12 (G ≤ max), CR1 with 11 (G > max)."""
+    fitters = {
+        "churn": lambda m: fit_churn(make_episodes(19, n_customers=800, n_teams=12),
+                                     jackknife_max_clusters=m),
+        "renewal": lambda m: fit_renewal(make_renewals(19, n_teams=12),
+                                         jackknife_max_clusters=m),
+        "complaints": lambda m: fit_complaints(make_panel(19, n_teams=12),
+                                               jackknife_max_clusters=m),
+        "bookings": lambda m: fit_linear(make_panel(19, n_teams=12), "bookings",
+                                         jackknife_max_clusters=m)}
+    cr3, cr1 = fitters[outcome](12), fitters[outcome](11)
+    for fit in (cr3, cr1):
+        assert fit.effects["estimable"].all()
+    head3 = cr3.effects[cr3.effects["model"].isin(HEADLINE)]
+    head1 = cr1.effects[cr1.effects["model"].isin(HEADLINE)]
+    assert (head3["note"] == "CR3 jackknife by team (G=12), t(11)").all()
+    assert head1["note"].str.fullmatch(r".* by team \(G=12 > 11: no jackknife\), t\(11\)").all()
+    assert "jackknife" in cr3.extras and "jackknife" not in cr1.extras
+    # same point estimates, different errors, each from its own extras["vcov"]
+    np.testing.assert_array_equal(head3["estimate"], head1["estimate"])
+    assert not np.allclose(head3["std_error"], head1["std_error"])
+    for fit, head in ((cr3, head3), (cr1, head1)):
+        v = fit.extras["vcov"].loc[list(TERMS), list(TERMS)]
+        np.testing.assert_allclose(head.set_index("term").loc[list(TERMS), "std_error"],
+                                   np.sqrt(np.diag(v)), rtol=1e-12)
+
+
+def test_linear_model_at_exactly_the_threshold_keeps_the_jackknife():
+    g = JACKKNIFE_MAX_CLUSTERS
+    at = fit_linear(make_panel(20, n_teams=g, reps=2, n_q=6), "csat").effects
+    above = fit_linear(make_panel(20, n_teams=g + 1, reps=2, n_q=6), "csat").effects
+    assert (at["note"] == f"CR3 jackknife by team (G={g}), t({g - 1})").all()
+    assert (above["note"] == _cr1_note(g + 1, "CRV1")).all()

@@ -47,7 +47,8 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
         order of config.OUTCOMES, then the variants); ``summaries``: one row per
         model; ``extras``: {model key: dict} with library objects, coefficient
         tables, the PH test, Kaplan–Meier table and log-rank test, and ``vcov``:
-        the term × term CR3 covariance (DataFrame) the effects' errors come from
+        the term × term covariance (DataFrame) the effects' errors come from — CR3,
+        or the CR1 / Lin–Wei sandwich above ``JACKKNIFE_MAX_CLUSTERS`` teams
         (docs/models.md).
 
     BLAS runs on one thread while the models are fitted

@@ -3,7 +3,9 @@
 ``cluster_sandwich`` is the CR1 estimator of the logit and (without the
 finite-sample factor, i.e. Lin–Wei) the Cox model, kept in their extras for the
 analyst notebooks; the reported errors are the CR3 jackknife
-(:mod:`analysis.models.jackknife`, docs/models.md), which CR1 under-covers. ``wild_cluster_ci`` runs
+(:mod:`analysis.models.jackknife`, docs/models.md), which CR1 under-covers with
+few teams — except above ``JACKKNIFE_MAX_CLUSTERS`` teams, where these sandwiches
+are reported. ``wild_cluster_ci`` runs
 the restricted wild cluster bootstrap of pyfixest's ``Feols.wildboottest`` (the
 ``wildboottest`` package: WCR-11, Webb six-point weights, seeded) for few
 clusters. The library tests only H0: β = 0 and returns no interval, so the

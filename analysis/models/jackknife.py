@@ -19,6 +19,10 @@ library call, the same dropping of uninformative groups). A term that varies
 within its fixed effects in one team only is not identified without it: its
 leave-one-out estimate does not exist, and neither does its CR3 variance — the
 term is then reported non-estimable (:func:`identified_without`).
+
+Only up to ``JACKKNIFE_MAX_CLUSTERS`` teams: with more, each model reports its
+CRV1-type sandwich (Lin–Wei × G/(G−1) for Cox, pyfixest CRV1 for the panel
+models, CR1 for the logit), still with t(G−1) (:func:`use_jackknife`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,21 @@ import pandas as pd
 #: full one, below which a term counts as not identified without that cluster
 #: (same tolerance as the identifiability check of :mod:`analysis.models.design`).
 REL_TOL = 1e-8
+
+#: Most clusters (teams) for which the reported errors are the CR3 jackknife; with
+#: more, every model reports its CRV1-type sandwich (CR1 / Lin–Wei) with t(G−1).
+#: Why: CR1 under-covers with few clusters — in docs/models.md, same seeds, it
+#: covered 0.85–0.93 per outcome at 12 teams (CR3 0.965 overall) and 0.922 overall
+#: at 24 (CR3 0.960) — and its bias vanishes as G grows (Cameron & Miller 2015; MacKinnon,
+#: Nielsen & Webb 2023: CRV1 with t(G−1) is reliable with many, not too unequal,
+#: clusters), while the jackknife costs G refits: at company scale (~1 200 teams)
+#: hours for the Cox model alone. 50 is where the cluster-robust literature's
+#: "many clusters" starts (Cameron & Miller: 20–50) and leaves a wide margin over
+#: the 12–24 teams the coverage was measured at. Cost at the threshold, teams of
+#: the sample's size: G refits of a model ∝ G rows, ≈ (50/24)² ≈ 4× the sample's
+#: (docs/models.md, "Cost"; Cox ≈ 25 s instead of 6 s, estimated). Not simulated here above
+#: 24 teams: the CR1 side rests on the literature, not on our coverage runs.
+JACKKNIFE_MAX_CLUSTERS = 50
 
 
 @contextmanager
@@ -53,9 +72,21 @@ def single_threaded_blas():
         yield
 
 
+def use_jackknife(n_clusters: int, max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> bool:
+    """Whether the reported errors are the CR3 jackknife (G ≤ ``max_clusters``) or CR1."""
+    return n_clusters <= max_clusters
+
+
 def cr3_note(n_clusters: int) -> str:
     """The variance named in an effect row's ``note``."""
     return f"CR3 jackknife by team (G={n_clusters}), t({n_clusters - 1})"
+
+
+def cr1_note(n_clusters: int, name: str = "CR1", max_clusters: int = JACKKNIFE_MAX_CLUSTERS
+             ) -> str:
+    """The ``note`` of an effect whose errors are the CRV1-type sandwich ``name`` (G > max)."""
+    return (f"{name} by team (G={n_clusters} > {max_clusters}: no jackknife), "
+            f"t({n_clusters - 1})")
 
 
 class RefitFailed(Exception):

@@ -8,7 +8,9 @@ estimate) with the library's CR1 factor switched off (``ssc(k_adj=False,
 G_adj=False)``) and the textbook (G−1)/G applied; the Poisson model refits
 ``pf.fepois`` itself, because pyfixest's CRV3 refits drop the offset. A term that
 varies within reps of one team only is not identified without it and is then
-non-estimable (its refits run the generic loop without it). With fewer than ``MIN_CLUSTERS`` teams the linear models take their
+non-estimable (its refits run the generic loop without it). With more than
+``JACKKNIFE_MAX_CLUSTERS`` teams there is no jackknife: the errors are pyfixest's
+CRV1 by team, t(G−1). With fewer than ``MIN_CLUSTERS`` teams the linear models take their
 p-value from pyfixest's restricted wild cluster bootstrap (``Feols.wildboottest``,
 Webb weights, seeded) and their interval by inverting that test
 (:func:`analysis.models.clustered.wild_cluster_ci`); below ``WILD_MIN_CLUSTERS``
@@ -34,9 +36,10 @@ from analysis.errors import ParameterError
 from analysis.models import design
 from analysis.models.clustered import (WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
                                        wild_cluster_ci)
-from analysis.models.jackknife import (Jackknife, RefitFailed, cr3_note, failed_note,
-                                       identified_without, jackknife, missing_note,
-                                       single_threaded_blas)
+from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
+                                       cr1_note, cr3_note, failed_note, identified_without,
+                                       jackknife, missing_note, single_threaded_blas,
+                                       use_jackknife)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -92,13 +95,16 @@ def _reasons(work: pd.DataFrame, weights: str | None) -> dict[str, str]:
     return design.identifiability(work[list(TERMS)], factors, FE_LABEL, weights=w)
 
 
-def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
+                   jackknife_max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> ModelFit:
     """``poisson_fe``: complaints ~ weights | rep + quarter, offset log(exposure).
 
     Parameters
     ----------
     panel : the ``rep_quarter_panel`` derived table; rows with exposure > 0 are used.
     min_clusters : fewer teams than this make every effect non-estimable.
+    jackknife_max_clusters : up to this many teams the errors are the CR3 jackknife,
+        with more pyfixest's CRV1; t(G−1) either way.
 
     Returns
     -------
@@ -131,14 +137,14 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> 
     used = _used(fit, work) if fit is not None else work
     n_obs, g = len(used), int(used["team_id"].nunique())
     jk = None
-    if fit is not None and g >= min_clusters:
+    if fit is not None and g >= min_clusters and use_jackknife(g, jackknife_max_clusters):
         try:
             jk = _jackknife(fit, used, keep, _poisson_refit(used))
         except RefitFailed as exc:
             failure = failed_note(exc)
             log.warning("complaints: %s", failure)
     rows = _rows(outcome, POISSON_MODEL, scale, fit, reasons, failure, n_obs, g,
-                 min_clusters, wild=None, jk=jk)
+                 min_clusters, wild=None, jk=jk, max_jk=jackknife_max_clusters)
     dispersion = None
     if fit is not None:
         mu = np.asarray(fit._Y_hat_response, float).ravel()
@@ -152,12 +158,14 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> 
         loglik=None, aic=None, converged=bool(fit is not None and fit.convergence),
         seconds=time.perf_counter() - t0, pearson_dispersion=dispersion,
         n_dropped_zero_groups=n_zero, jackknife_seconds=None if jk is None else jk.seconds,
-        note=f"dropped {n_zero} rows in reps/quarters with no complaints; {_vnote(jk, g)}")
-    return ModelFit(effects_frame(rows), summary, _extras(fit, jk))
+        note=f"dropped {n_zero} rows in reps/quarters with no complaints; "
+             f"{_vnote(jk, g, jackknife_max_clusters)}")
+    return ModelFit(effects_frame(rows), summary, _extras(fit, jk, g, jackknife_max_clusters))
 
 
 def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
-               min_clusters: int = MIN_CLUSTERS, wild_reps: int = WILD_REPS) -> ModelFit:
+               min_clusters: int = MIN_CLUSTERS, wild_reps: int = WILD_REPS,
+               jackknife_max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> ModelFit:
     """``ols_fe`` for csat (weighted by csat_responses), nps (nps_responses) or bookings.
 
     Parameters
@@ -166,6 +174,8 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
     outcome : "csat", "nps" or "bookings".
     min_clusters : below this many teams the interval comes from the wild cluster bootstrap.
     wild_reps : bootstrap replications.
+    jackknife_max_clusters : up to this many teams the errors are the CR3 jackknife,
+        with more pyfixest's CRV1; t(G−1) either way.
 
     Returns
     -------
@@ -195,36 +205,43 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
     wild, jk = None, None
     if fit is not None and WILD_MIN_CLUSTERS <= g < min_clusters:
         wild = _wild(used, keep, wcol, wild_reps)
-    elif fit is not None and g >= min_clusters:
+    elif fit is not None and g >= min_clusters and use_jackknife(g, jackknife_max_clusters):
         try:
             jk = _linear_cr3(fit, used, keep, wcol)
         except RefitFailed as exc:
             failure = failed_note(exc)
             log.warning("%s: %s", outcome, failure)
     rows = _rows(outcome, LINEAR_MODEL, scale, fit, reasons, failure, n_obs, g, min_clusters,
-                 wild=wild, jk=jk)
+                 wild=wild, jk=jk, max_jk=jackknife_max_clusters)
     summary = summary_frame(
         outcome=outcome, model=LINEAR_MODEL, n_obs=n_obs, n_clusters=g,
         dof=None if fit is None else float(fit._df_t), loglik=None, aic=None,
         converged=fit is not None, seconds=time.perf_counter() - t0,
         r2_within=None if fit is None else float(getattr(fit, "_r2_within", np.nan)),
         jackknife_seconds=None if jk is None else jk.seconds,
-        note=("weighted by " + wcol + "; " if wcol else "") + _vnote(jk, g))
-    return ModelFit(effects_frame(rows), summary, {**_extras(fit, jk), "wild": wild})
+        note=("weighted by " + wcol + "; " if wcol else "")
+        + _vnote(jk, g, jackknife_max_clusters))
+    return ModelFit(effects_frame(rows), summary,
+                    {**_extras(fit, jk, g, jackknife_max_clusters), "wild": wild})
 
 
-def _vnote(jk: Jackknife | None, g: int) -> str:
-    return cr3_note(g) if jk is not None else "CRV1 by team, t(G-1)"
+def _vnote(jk: Jackknife | None, g: int, max_jk: int = JACKKNIFE_MAX_CLUSTERS) -> str:
+    if jk is not None:
+        return cr3_note(g)
+    return "CRV1 by team, t(G-1)" if use_jackknife(g, max_jk) else cr1_note(g, "CRV1", max_jk)
 
 
-def _extras(fit, jk: Jackknife | None) -> dict:
-    """``fit`` (pyfixest, CRV1), ``vcov`` (CR3 of the terms, for the what-if), ``jackknife``."""
+def _extras(fit, jk: Jackknife | None, g: int, max_jk: int = JACKKNIFE_MAX_CLUSTERS) -> dict:
+    """``fit`` (pyfixest, CRV1), ``vcov`` (the covariance of the terms the effects' errors
+    come from, for the what-if: CR3, or CRV1 with more than ``max_jk`` teams), ``jackknife``."""
     out = {"fit": fit}
     if fit is not None:
         names = [n for n in fit._coefnames if n in TERMS]
         idx = [list(fit._coefnames).index(n) for n in names]
         out["vcov_crv1"] = pd.DataFrame(np.asarray(fit._vcov)[np.ix_(idx, idx)], index=names,
                                         columns=names)
+        if not use_jackknife(g, max_jk):
+            out["vcov"] = out["vcov_crv1"]
     if jk is not None:
         out["vcov"], out["jackknife"] = jk.vcov, jk
     return out
@@ -304,7 +321,7 @@ def _few_note(g: int, min_clusters: int) -> str:
 
 
 def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, wild,
-          jk: Jackknife | None = None):
+          jk: Jackknife | None = None, max_jk: int = JACKKNIFE_MAX_CLUSTERS):
     rows = []
     tidy = fit.tidy() if fit is not None else None
     for term in TERMS:
@@ -329,6 +346,8 @@ def _rows(outcome, model, scale, fit, reasons, failure, n_obs, g, min_clusters, 
         note = ""
         if jk is not None:
             se, note = jk.std_error(term), cr3_note(g)
+        elif not use_jackknife(g, max_jk):   # many teams: pyfixest's CRV1 (tidy), t(G-1)
+            note = cr1_note(g, "CRV1", max_jk)
         row = effect_row(outcome, term, model, scale, estimate=est, std_error=se,
                          df=float(fit._df_t), n_obs=n_obs, n_clusters=g, note=note)
         if wr is not None:

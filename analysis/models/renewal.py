@@ -16,6 +16,8 @@ docs/models.md): the logit is refitted without each team with the same
 statsmodels call (after dropping the groups that become uninformative, as the
 full fit does), warm-started from the full-sample coefficients, and the average
 marginal effects are jackknifed alongside the log odds ratios. t(G−1) throughout.
+With more than ``JACKKNIFE_MAX_CLUSTERS`` teams the CR1 covariance is reported
+instead (AMEs by the delta method with it), t(G−1) too.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from statsmodels.tools.sm_exceptions import PerfectSeparationError
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
 from analysis.models.clustered import cluster_sandwich
-from analysis.models.jackknife import (Jackknife, RefitFailed, cr3_note, failed_note,
-                                       identified_without, jackknife, missing_note)
+from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
+                                       cr1_note, cr3_note, failed_note, identified_without,
+                                       jackknife, missing_note, use_jackknife)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -72,7 +75,8 @@ def _controls(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
-                min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+                min_clusters: int = MIN_CLUSTERS,
+                jackknife_max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> ModelFit:
     """Fit ``logit_fe`` (or ``logit_fe_controls``) on the renewal table.
 
     Parameters
@@ -80,6 +84,8 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     renewals : the ``renewal_table`` derived table.
     controls : add segment, log(1 + annual_value) and tenure (model ``logit_fe_controls``).
     min_clusters : fewer teams than this make every effect non-estimable.
+    jackknife_max_clusters : up to this many teams the errors are the CR3 jackknife,
+        with more the CR1 sandwich; t(G−1) either way.
 
     Returns
     -------
@@ -142,7 +148,8 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
         failure = "not estimable: logit did not converge (separation?)"
     few = g < min_clusters
     jk = None
-    if converged and not few:
+    cr1 = converged and not few and not use_jackknife(g, jackknife_max_clusters)
+    if converged and not few and not cr1:
         try:
             jk = _jackknife(data, x[keep], ctrl, result)
         except RefitFailed as exc:
@@ -158,14 +165,20 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
                                         n_clusters=g, note=why))
             continue
         j = list(xmat.columns).index(term)
+        if cr1:
+            se, vnote = float(np.sqrt(cov[j, j])), cr1_note(g, "CR1", jackknife_max_clusters)
+            ame, ame_se = _ame(result.params, cov, xmat.to_numpy(float), j)
+            ame_vnote = "delta method, " + vnote
+        else:
+            se, vnote = jk.std_error(term), cr3_note(g)
+            ame, ame_se, ame_vnote = jk.full[AME + term], jk.std_error(AME + term), vnote
         rows.append(effect_row(OUTCOME, term, model, SCALE, estimate=result.params[j],
-                               std_error=jk.std_error(term), df=g - 1, n_obs=n_obs,
-                               n_clusters=g, note=cr3_note(g)))
-        ame_rows.append(effect_row(OUTCOME, term, ame_model, AME_SCALE,
-                                   estimate=jk.full[AME + term],
-                                   std_error=jk.std_error(AME + term), df=g - 1, n_obs=n_obs,
+                               std_error=se, df=g - 1, n_obs=n_obs, n_clusters=g,
+                               note=vnote))
+        ame_rows.append(effect_row(OUTCOME, term, ame_model, AME_SCALE, estimate=ame,
+                                   std_error=ame_se, df=g - 1, n_obs=n_obs,
                                    n_clusters=g, note="average marginal effect, percentage "
-                                   "points; " + cr3_note(g)))
+                                   "points; " + ame_vnote))
     summary = summary_frame(
         outcome=OUTCOME, model=model, n_obs=n_obs, n_clusters=g,
         n_events=int(y.sum()), dof=None if result is None else float(result.df_resid),
@@ -173,11 +186,17 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
         aic=None if result is None else float(result.aic), converged=converged,
         seconds=time.perf_counter() - t0, n_dropped=n_all - n_obs,
         jackknife_seconds=None if jk is None else jk.seconds,
-        note=drop_note + "; " + (cr3_note(g) if jk is not None else "CR1 by team, t(G-1)"))
+        note=drop_note + "; " + (cr3_note(g) if jk is not None else
+                                 cr1_note(g, "CR1", jackknife_max_clusters) if cr1 else
+                                 "CR1 by team, t(G-1)"))
     extras = {"result": result, "cov_cr1": cov, "columns": list(xmat.columns)}
     if jk is not None:
         terms = [t for t in keep if t in jk.vcov.index]
         extras["vcov"], extras["jackknife"] = jk.vcov.loc[terms, terms], jk
+    elif cr1:
+        cols = list(xmat.columns)
+        idx = [cols.index(t) for t in keep]
+        extras["vcov"] = pd.DataFrame(cov[np.ix_(idx, idx)], index=keep, columns=keep)
     return ModelFit(effects_frame(rows + ame_rows), summary, extras)
 
 

@@ -5,14 +5,16 @@ axis (days since acquisition, so delayed entry), Efron ties, strata = owning
 team, calendar-quarter indicators, the five non-reference weights / 0.10 as
 time-varying covariates. Coefficients from lifelines (:mod:`analysis.models.coxph`).
 Errors: leave-one-team-out jackknife (CR3, :mod:`analysis.models.jackknife`) with
-t(G−1) intervals and p-values. The model is stratified by team and the cluster is
+t(G−1) intervals and p-values, up to ``JACKKNIFE_MAX_CLUSTERS`` teams; with more,
+the Lin–Wei sandwich below (t(G−1) too). The model is stratified by team and the cluster is
 the team, so leaving a team out removes exactly one stratum; each refit is
 lifelines' Newton–Raphson warm-started at the full-sample coefficients
 (:func:`analysis.models.coxph.cox_coefficients`). The Lin–Wei cluster-robust
 sandwich from per-episode score residuals that respect delayed entry and strata
 (:mod:`analysis.models.cox_residuals`), times G/(G−1), stays available in the
 extras (``vcov_lin_wei``, ``coef_table``) for the analyst notebooks; it
-under-covers with few teams (docs/models.md).
+under-covers with few teams (docs/models.md), and is what the effects report
+with more than ``JACKKNIFE_MAX_CLUSTERS`` teams.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from scipy import stats
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
 from analysis.models.coxph import CoxFit, cox_coefficients, cox_fit
-from analysis.models.jackknife import (Jackknife, RefitFailed, cr3_note, failed_note,
-                                       identified_without, jackknife, missing_note)
+from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
+                                       cr1_note, cr3_note, failed_note, identified_without,
+                                       jackknife, missing_note, use_jackknife)
 from analysis.models.tidy import (ModelFit, effect_row, effects_frame, empty_fit,
                                   missing_row, summary_frame)
 
@@ -64,7 +67,12 @@ def _quarter_dummies(quarters: pd.Series) -> pd.DataFrame:
     return dummies.loc[:, dummies.sum() > 0]
 
 
-def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> ModelFit:
+#: How the Lin–Wei sandwich is named in an effect's ``note`` (G > JACKKNIFE_MAX_CLUSTERS).
+LIN_WEI = "Lin-Wei sandwich x G/(G-1)"
+
+
+def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
+              jackknife_max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> ModelFit:
     """Fit ``cox_stratified_tv`` on survival episodes.
 
     Parameters
@@ -72,6 +80,8 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
     episodes : the ``survival_episodes`` derived table (start, stop, event, team_id,
         quarter, plan_id and the six weights).
     min_clusters : fewer teams than this make every effect non-estimable.
+    jackknife_max_clusters : up to this many teams the errors are the CR3 jackknife,
+        with more the Lin–Wei sandwich × G/(G−1); t(G−1) either way.
 
     Returns
     -------
@@ -129,14 +139,14 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS) -> Mo
                        t0, extras={"cox": fit}, note=note)
     extras = {"cox": fit, "ph_test": ph_test(fit, names, keep)}
     jk, failure = None, ""
-    if g >= min_clusters:
+    if g >= min_clusters and use_jackknife(g, jackknife_max_clusters):
         try:
             jk = _jackknife(data, x, keep, fit, names)
         except RefitFailed as exc:
             failure = failed_note(exc)
             log.warning("churn: %s", failure)
     return _finish(data, reasons, fit, cov, names, g, t0, extras, min_clusters, jk=jk,
-                   failure=failure)
+                   failure=failure, max_jk=jackknife_max_clusters)
 
 
 def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit,
@@ -186,22 +196,28 @@ def _short(exc: BaseException, limit: int = 120) -> str:
 
 def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
             min_clusters: int = MIN_CLUSTERS, note: str = "", jk: Jackknife | None = None,
-            failure: str = "") -> ModelFit:
+            failure: str = "", max_jk: int = JACKKNIFE_MAX_CLUSTERS) -> ModelFit:
     n_obs = len(data)
     rows, few = [], g < min_clusters
+    # many teams: the Lin-Wei sandwich is reported (no jackknife was run)
+    cr1 = fit is not None and not few and not use_jackknife(g, max_jk)
     for term in TERMS:
         why = (reasons.get(term, "") or (design.few_clusters_note(g, min_clusters) if few
                                          else "") or failure)
         if not why and jk is not None and term in jk.dropped:
             why = missing_note(term, jk.dropped[term])
-        if why or fit is None or jk is None:
+        if why or fit is None or (jk is None and not cr1):
             rows.append(missing_row(OUTCOME, term, MODEL, SCALE, n_obs=n_obs, n_clusters=g,
                                     note=why or "not estimable"))
             continue
         j = names.index(term)
+        if jk is not None:
+            se, vnote = jk.std_error(term), cr3_note(g)
+        else:
+            se, vnote = float(np.sqrt(cov[j, j])), cr1_note(g, LIN_WEI, max_jk)
         rows.append(effect_row(OUTCOME, term, MODEL, SCALE, estimate=fit.params[j],
-                               std_error=jk.std_error(term), df=g - 1, n_obs=n_obs,
-                               n_clusters=g, note=cr3_note(g)))
+                               std_error=se, df=g - 1, n_obs=n_obs, n_clusters=g,
+                               note=vnote))
     if fit is not None:
         extras["coef_table"] = pd.DataFrame({
             "term": names, "estimate": fit.params,
@@ -214,6 +230,8 @@ def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
         if jk is not None:
             extras["vcov"] = jk.vcov
             extras["jackknife"] = jk
+        elif cr1:
+            extras["vcov"] = extras["vcov_lin_wei"]
     summary = summary_frame(
         outcome=OUTCOME, model=MODEL, n_obs=n_obs, n_clusters=g,
         n_events=None if fit is None else fit.n_events,
@@ -224,7 +242,8 @@ def _finish(data, reasons, fit: CoxFit | None, cov, names, g, t0, extras,
         if "customer_id" in data else None,
         jackknife_seconds=None if jk is None else jk.seconds,
         note=note or failure or ("lifelines CoxPHFitter (Efron ties, strata, delayed entry); "
-                                 + cr3_note(g) + " (Lin-Wei sandwich x G/(G-1) in extras)"))
+                                 + (cr1_note(g, LIN_WEI, max_jk) if cr1 else
+                                    cr3_note(g) + " (Lin-Wei sandwich x G/(G-1) in extras)")))
     return ModelFit(effects_frame(rows), summary, extras)
 
 
