@@ -438,10 +438,12 @@ def _run_in_postgres(url: str, tables: dict, quarter: str) -> dict[str, pd.DataF
 
 
 @pytest.mark.postgres
-def test_same_results_in_postgres(built):
+def test_same_results_in_postgres(built, monkeypatch):
     url = os.environ.get("KPISAT_TEST_PG_URL")
     if not url:
         pytest.skip("set KPISAT_TEST_PG_URL to a PostgreSQL database to run this test")
+    if os.environ.get("KPISAT_TEST_PG_PASSWORD"):  # CI's throwaway server (.ci/postgres.sh)
+        monkeypatch.setenv("PGPASSWORD", os.environ["KPISAT_TEST_PG_PASSWORD"])
     pg = _run_in_postgres(url, tiny_tables(), "2024Q2")
     keys = {"rep_quarter_panel": ["rep_id", "quarter"],
             "survival_episodes": ["customer_id", "start"],
