@@ -26,6 +26,7 @@ from IPython.display import Markdown, display
 
 from analysis import config, findings, metrics, plots
 from analysis.prepare import prepare
+from analysis.quarters import quarter_start
 
 # %matplotlib inline
 
@@ -116,6 +117,9 @@ plans_in_force
 
 # %%
 findings.write_fragment(run_path, "data_quality", quality)
+findings.write_fragment(run_path, "data_period", {
+    "start": quarter_start(coverage.index.min()).isoformat(),
+    "end": prepared.quarter_end.isoformat()})
 findings.write_fragment(run_path, "metrics", quarter_metrics)
 findings.write_artifact(run_path, "plans", plans_in_force)
 findings.write_artifact(run_path, "coverage", coverage.reset_index())
