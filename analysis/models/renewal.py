@@ -1,20 +1,26 @@
 """Renewal: logit with team and end-quarter fixed effects, plus average marginal effects.
 
 Models ``logit_fe`` and ``logit_fe_controls`` (segment, log(1 + annual_value),
-tenure in years added). Fixed effects enter as dummies; a team or quarter whose
-contracts all renewed (or all did not) carries no information about the slopes
-and would push its dummy to ±∞, so such groups are dropped first, repeatedly,
-as fixest does, and the summary says how many. Errors: CR1 cluster-robust by
+tenure in years added). The team and end-quarter fixed effects are absorbed
+(pyfixest ``feglm``, logit, ``renewed ~ x | team_id + end_quarter``), not dummies:
+a dense design of 1,200 team dummies does not fit in memory at company scale. The
+estimates are those of the dummy-variable logit. A team or quarter whose contracts
+all renewed (or all did not) carries no information about the slopes and would push
+its effect to ±∞ (feglm keeps such groups, even with ``separation_check``), so they
+are dropped first, repeatedly, as fixest does, and the summary says how many. Errors: CR1 cluster-robust by
 team, c = G/(G−1)·(N−1)/(N−K) with K excluding the team dummies (nested in the
-clusters, fixest's rule), t(G−1) intervals. Average marginal effects (percentage
-points per 0.10 of weight) use the delta method with the same covariance.
+clusters, fixest's rule), t(G−1) intervals; the slopes' information and scores
+come from the design demeaned within team and quarter with the IRLS weights
+(Frisch–Waugh), which gives the dummy-variable sandwich exactly. Average marginal
+effects (percentage points per 0.10 of weight) use the delta method with the same
+covariance, the fixed effects' part of the gradient by weighted demeaning too.
 
 That CR1 covariance stays in the extras (``cov_cr1``, for the analyst notebooks);
 the reported errors are the leave-one-team-out jackknife (CR3,
 :mod:`analysis.models.jackknife`; CR1 under-covers with few teams,
 docs/models.md): the logit is refitted without each team with the same
-statsmodels call (after dropping the groups that become uninformative, as the
-full fit does), warm-started from the full-sample coefficients, and the average
+absorbed-effects call (after dropping the groups that become uninformative, as the
+full fit does), and the average
 marginal effects are jackknifed alongside the log odds ratios. t(G−1) throughout.
 With more than ``JACKKNIFE_MAX_CLUSTERS`` teams the CR1 covariance is reported
 instead (AMEs by the delta method with it), t(G−1) too.
@@ -25,11 +31,15 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
-from statsmodels.tools.sm_exceptions import PerfectSeparationError
+import pyfixest as pf
+from pyfixest.core.demean import demean
+from pyfixest.errors import NonConvergenceError
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from analysis.config import MIN_CLUSTERS, TERMS
 from analysis.models import design
@@ -92,7 +102,8 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     ModelFit
         Log-odds rows and average-marginal-effect rows (model ``logit_fe_ame``, or
         ``logit_fe_controls_ame``; percentage points per 0.10), a summary and extras
-        (``result``: the statsmodels GLM results, ``cov``: clustered covariance).
+        (``result``: the :class:`AbsorbedLogit`, ``cov_cr1``: CR1 covariance of the
+        slopes named in ``columns``; ``vcov``: the reported covariance of the terms).
     """
     t0 = time.perf_counter()
     model = MODEL_CONTROLS if controls else MODEL
@@ -116,18 +127,19 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     reasons = design.identifiability(x, [team, quarter], "team and quarter",
                                      controls=ctrl.to_numpy(float) if controls else None)
     keep = [t for t in TERMS if not reasons[t]]
-    xmat, n_team_dummies = _design(data, x[keep], ctrl)
-    n_nonnested = xmat.shape[1] - n_team_dummies
+    n_quarters = int(data["end_quarter"].nunique())
+    # parameters not nested in the clusters: constant, slopes, controls, quarter effects
+    n_nonnested = len(keep) + ctrl.shape[1] + n_quarters
     y = data["renewed"].astype(float).to_numpy()
     result, failure = None, ""
     if keep:
         try:
-            result = _glm(y, xmat)
+            result = _fit(data, x[keep], ctrl)
         except FIT_ERRORS as exc:
-            # separation or a singular design: report, never crash. statsmodels signals
-            # a diverging IRLS ("estimation infeasible") with ValueError; any other
+            # a diverging IRLS or a singular design: report, never crash. Demeaning
+            # that fails signals with ValueError ("Demeaning failed"); any other
             # ValueError is a bug and propagates
-            if isinstance(exc, ValueError) and "infeasible" not in str(exc):
+            if isinstance(exc, ValueError) and "Demeaning failed" not in str(exc):
                 raise
             failure = f"not estimable: logit did not fit ({type(exc).__name__}: {exc})"
             log.warning("renewal %s: %s", model, failure)
@@ -135,11 +147,9 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
                      and np.all(np.isfinite(result.params)))
     rows, ame_rows, cov = [], [], None
     if converged:
-        xa = xmat.to_numpy(float)
-        p = result.fittedvalues
-        info = (xa.T * (p * (1 - p))) @ xa
         try:
-            cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
+            cov = cluster_sandwich(np.linalg.inv(result.information),
+                                   result.xt * (y - result.p)[:, None],
                                    data["team_id"].to_numpy(), n_params=n_nonnested)
         except np.linalg.LinAlgError as exc:
             failure = f"not estimable: singular information matrix ({exc})"
@@ -164,10 +174,10 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
             ame_rows.append(missing_row(OUTCOME, term, ame_model, AME_SCALE, n_obs=n_obs,
                                         n_clusters=g, note=why))
             continue
-        j = list(xmat.columns).index(term)
+        j = result.columns.index(term)
         if cr1:
             se, vnote = float(np.sqrt(cov[j, j])), cr1_note(g, "CR1", jackknife_max_clusters)
-            ame, ame_se = _ame(result.params, cov, xmat.to_numpy(float), j)
+            ame, ame_se = _ame(result, y, data["team_id"].to_numpy(), j, n_nonnested)
             ame_vnote = "delta method, " + vnote
         else:
             se, vnote = jk.std_error(term), cr3_note(g)
@@ -189,91 +199,153 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
         note=drop_note + "; " + (cr3_note(g) if jk is not None else
                                  cr1_note(g, "CR1", jackknife_max_clusters) if cr1 else
                                  "CR1 by team, t(G-1)"))
-    extras = {"result": result, "cov_cr1": cov, "columns": list(xmat.columns)}
+    extras = {"result": result, "cov_cr1": cov,
+              "columns": None if result is None else list(result.columns)}
     if jk is not None:
         terms = [t for t in keep if t in jk.vcov.index]
         extras["vcov"], extras["jackknife"] = jk.vcov.loc[terms, terms], jk
     elif cr1:
-        cols = list(xmat.columns)
-        idx = [cols.index(t) for t in keep]
+        idx = [result.columns.index(t) for t in keep]
         extras["vcov"] = pd.DataFrame(cov[np.ix_(idx, idx)], index=keep, columns=keep)
     return ModelFit(effects_frame(rows + ame_rows), summary, extras)
 
 
 #: Prefix of the average-marginal-effect entries jackknifed with the coefficients.
 AME = "ame:"
-#: statsmodels' errors for a logit that cannot be fitted (ValueError: only "infeasible").
-FIT_ERRORS = (PerfectSeparationError, np.linalg.LinAlgError, ValueError)
+#: Errors of a logit that cannot be fitted (ValueError: only "Demeaning failed").
+FIT_ERRORS = (NonConvergenceError, np.linalg.LinAlgError, ValueError)
+#: IRLS (relative deviance change) and fixed-effect demeaning tolerances.
+IRLS_TOL, FIXEF_TOL = 1e-12, 1e-12
 
 
-def _design(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Constant, regressors, controls, quarter and team dummies; and the number of team dummies."""
-    fe_q = pd.get_dummies(data["end_quarter"].astype(str), prefix="q", drop_first=True, dtype=float)
-    fe_t = pd.get_dummies(data["team_id"].astype(str), prefix="t", drop_first=True, dtype=float)
-    xmat = pd.concat([pd.Series(1.0, index=data.index, name="const"), x, ctrl, fe_q, fe_t],
-                     axis=1)
-    return xmat, fe_t.shape[1]
+@dataclass
+class AbsorbedLogit:
+    """A logit whose team and quarter effects are absorbed (pyfixest ``feglm``).
+
+    ``params`` are the slopes named in ``columns`` (regressors, then controls); ``p``
+    the fitted probabilities; ``xt`` the slope columns demeaned within team and
+    quarter with the IRLS weights p(1 − p), so ``information`` = X̃ᵀWX̃ is the slope
+    block of the inverse information of the dummy-variable logit (Frisch–Waugh)
+    and X̃ᵢ(yᵢ − pᵢ) its score after partialling out the fixed effects.
+    """
+
+    params: np.ndarray
+    columns: list[str]
+    p: np.ndarray
+    xt: np.ndarray
+    information: np.ndarray
+    fe: np.ndarray
+    llf: float
+    df_resid: float
+    aic: float
+    converged: bool
 
 
-def _glm(y: np.ndarray, xmat: pd.DataFrame, start: np.ndarray | None = None):
+def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLogit:
+    """``renewed ~ x + ctrl | team_id + end_quarter`` by pyfixest's feglm (logit)."""
+    names = list(x.columns) + list(ctrl.columns)
+    xa = np.column_stack([x.to_numpy(float), ctrl.to_numpy(float)]) if names else \
+        np.empty((len(data), 0))
+    fe = np.column_stack([design.factor_codes(data[f]) for f in FE]).astype(np.uint64)
+    frame = pd.DataFrame(xa, columns=[f"v{k}" for k in range(len(names))])
+    frame["y"] = data["renewed"].to_numpy(float)
+    frame["fe0"], frame["fe1"] = fe[:, 0].astype(np.int64), fe[:, 1].astype(np.int64)
+    fml = "y ~ " + " + ".join(frame.columns[:len(names)]) + " | fe0 + fe1"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return sm.GLM(y, xmat.to_numpy(float), family=sm.families.Binomial()).fit(
-            start_params=start, maxiter=100, tol=1e-10)
+        m = pf.feglm(fml, frame, family="logit", vcov="iid", fixef_rm="none",
+                     iwls_tol=IRLS_TOL, iwls_maxiter=100, fixef_tol=FIXEF_TOL,
+                     fixef_maxiter=100_000, copy_data=False, store_data=False)
+    del frame
+    kept = [int(c[1:]) for c in m._coefnames]  # feglm drops collinear slopes
+    params = np.asarray(m._beta_hat, float).ravel()
+    p = np.asarray(m._Y_hat_response, float).ravel()
+    del m
+    xa = xa[:, kept]
+    w = p * (1 - p)
+    xt = _demean(xa, fe, w)
+    y = data["renewed"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llf = float(np.sum(np.where(y > 0, np.log(p), np.log1p(-p))))
+    levels = [int(fe[:, k].max()) + 1 for k in range(fe.shape[1])]
+    n_nodes = sum(levels)  # bipartite graph: teams, then quarters
+    graph = coo_matrix((np.ones(len(fe)), (fe[:, 0].astype(np.int64),
+                                           fe[:, 1].astype(np.int64) + levels[0])),
+                       shape=(n_nodes, n_nodes))
+    n_comp = connected_components(graph.tocsr(), directed=False)[0]
+    # rank of the dummy design: slopes + team + quarter levels − connected components
+    # (bipartite graph of teams and quarters; isolated nodes never occur)
+    rank = len(kept) + sum(levels) - n_comp
+    return AbsorbedLogit(params=params, columns=[names[k] for k in kept], p=p, xt=xt,
+                         information=(xt.T * w) @ xt, fe=fe, llf=llf,
+                         df_resid=float(len(y) - rank), aic=float(-2 * llf + 2 * rank),
+                         converged=bool(np.all(np.isfinite(params))))
 
 
-def _estimates(params: np.ndarray, xmat: pd.DataFrame, terms: list[str]) -> pd.Series:
+def _demean(a: np.ndarray, fe: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a`` minus its weighted projection on the team and quarter dummies."""
+    if a.shape[1] == 0:
+        return a
+    out, ok = demean(np.ascontiguousarray(a, dtype=float), fe, w, tol=FIXEF_TOL,
+                     maxiter=100_000)
+    if not ok:
+        raise ValueError("Demeaning failed (weighted team and quarter means)")
+    return out
+
+
+def _estimates(fit: AbsorbedLogit, terms: list[str]) -> pd.Series:
     """Log odds ratios and average marginal effects (pp) of ``terms``."""
-    cols = list(xmat.columns)
-    xa = xmat.to_numpy(float)
-    out = {t: float(params[cols.index(t)]) for t in terms}
-    out.update({AME + t: _ame(params, None, xa, cols.index(t))[0] for t in terms})
+    dens = (fit.p * (1 - fit.p)).mean()
+    out = {t: float(fit.params[fit.columns.index(t)]) for t in terms}
+    out.update({AME + t: float(100 * fit.params[fit.columns.index(t)] * dens) for t in terms})
     return pd.Series(out)
 
 
-def _jackknife(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame, result) -> Jackknife:
+def _jackknife(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame,
+               result: AbsorbedLogit) -> Jackknife:
     """CR3 of the log odds ratios and AMEs: the logit refitted without each team."""
     keep = list(x.columns)
-    xfull, _ = _design(data, x, ctrl)
-    full = _estimates(result.params, xfull, keep)
+    full = _estimates(result, keep)
     teams = data["team_id"].to_numpy()
     identified = identified_without(x, design.factor_codes(teams), teams)
-
-    eta = xfull.to_numpy(float) @ result.params
 
     def refit(rows: np.ndarray, team) -> pd.Series:
         sub, _ = drop_uninformative(data.loc[rows])
         terms = [t for t in identified[team] if t in keep]
-        xmat, _ = _design(sub, x.loc[sub.index, terms], ctrl.loc[sub.index])
-        y = sub["renewed"].astype(float).to_numpy()
-        # warm start: the full fit's linear predictor on these rows in the refit's own
-        # parametrisation (its reference team or quarter may differ)
-        start = np.linalg.lstsq(xmat.to_numpy(float), eta[data.index.get_indexer(sub.index)],
-                                rcond=None)[0]
         try:
-            res = _glm(y, xmat, start)
-        except ValueError as exc:
-            if "infeasible" not in str(exc):
+            res = _fit(sub, x.loc[sub.index, terms], ctrl.loc[sub.index])
+        except (NonConvergenceError, ValueError) as exc:
+            if isinstance(exc, ValueError) and "Demeaning failed" not in str(exc):
                 raise
             raise RefitDiverged(str(exc)) from exc
-        if not (res.converged and np.all(np.isfinite(res.params))):
+        if not res.converged:
             raise RefitDiverged("IRLS did not converge")
-        return _estimates(res.params, xmat, terms)
+        return _estimates(res, [t for t in terms if t in res.columns])
 
-    return jackknife(full, teams, refit,
-                     errors=(PerfectSeparationError, np.linalg.LinAlgError, RefitDiverged))
+    return jackknife(full, teams, refit, errors=(np.linalg.LinAlgError, RefitDiverged))
 
 
 class RefitDiverged(Exception):
     """A leave-one-team-out logit whose IRLS diverged or did not converge."""
 
 
-def _ame(params: np.ndarray, cov: np.ndarray | None, x: np.ndarray, j: int
+def _ame(fit: AbsorbedLogit, y: np.ndarray, clusters: np.ndarray, j: int, n_params: int
          ) -> tuple[float, float]:
-    """Average marginal effect of column ``j`` in percentage points, delta-method SE (NaN without cov)."""
-    p = 1 / (1 + np.exp(-(x @ params)))
-    dens = p * (1 - p)
-    ame = 100 * params[j] * dens.mean()
-    grad = 100 * params[j] * (x * (dens * (1 - 2 * p))[:, None]).mean(0)
-    grad[j] += 100 * dens.mean()
-    return float(ame), float(np.sqrt(grad @ cov @ grad)) if cov is not None else float("nan")
+    """Average marginal effect of slope ``j`` in percentage points, CR1 delta-method SE.
+
+    The gradient g of the AME with respect to all parameters of the dummy-variable
+    logit (fixed effects included) enters the sandwich as gᵀA⁻¹zᵢ(yᵢ − pᵢ); with
+    g = Zᵀv + 100·mean(p(1−p))·e_j and vᵢ = 100·β_j·pᵢ(1−pᵢ)(1−2pᵢ)/n, gᵀA⁻¹zᵢ is the
+    weighted (W = p(1−p)) least-squares fit of v/W on Z at row i plus
+    100·mean(p(1−p))·x̃ᵢᵀ(X̃ᵀWX̃)⁻¹e_j — computed by demeaning, without the dummies.
+    """
+    p, b = fit.p, fit.params[j]
+    w = p * (1 - p)
+    ame = 100 * b * w.mean()
+    minv = np.linalg.inv(fit.information)
+    r = 100 * b * (1 - 2 * p) / len(p)          # v / W
+    rt = _demean(r[:, None], fit.fe, w)[:, 0]
+    resid = rt - fit.xt @ (minv @ (fit.xt.T @ (w * rt)))
+    a = (r - resid) + 100 * w.mean() * (fit.xt @ minv[:, j])
+    var = cluster_sandwich(np.eye(1), (a * (y - p))[:, None], clusters, n_params=n_params)
+    return float(ame), float(np.sqrt(var[0, 0]))
