@@ -317,7 +317,7 @@ KEY_LIBRARIES = ("numpy", "pandas", "scipy", "statsmodels", "lifelines", "pyfixe
 def redact_source(source: str | None) -> str:
     """The source as a manifest may show it: any password or token in a URL removed.
 
-    ``postgresql://user:secret@host/db?password=x`` becomes
+    ``postgresql://user:<password>@host/db?password=<password>`` becomes
     ``postgresql://user@host/db``; a path is returned unchanged; None becomes ``""``
     (the sample company).
     """

@@ -6,20 +6,10 @@ and the pre-trend test in :mod:`.event_study_pretrend`; this module runs them pe
 outcome and returns tidy rows. Too few teams, no switch or no untreated
 rep-quarters give non-estimable rows with the reason, never an exception.
 
+Treatment and event time are defined in :mod:`.plan_switches`; assigning the
+switch quarter to the treated side keeps every treated day out of the control
+sample (no anticipation by construction, at the cost of a diluted event time 0).
 
-Treatment
-    The first switch of a team to a plan whose satisfaction-related weight
-    (``w_satisfaction + w_complaints``) exceeds that of the plan it replaces by at
-    least ``threshold`` (default 0.10). Teams without such a switch are never
-    treated (controls throughout).
-Event time
-    Quarters relative to the quarter in which the new plan took effect, i.e. the
-    quarter containing its ``valid_from``. A mid-quarter switch therefore makes that
-    quarter event time 0 although only part of it ran under the new plan (the panel
-    weights are time-weighted, so event time 0 carries a partial dose, reported in
-    ``cohorts`` as ``dose_share``). Assigning the switch quarter to the treated side
-    keeps every treated day out of the control sample: no anticipation by
-    construction, at the cost of a diluted event time 0.
 Estimator
     Gardner (2021) two-stage DiD = Borusyak–Jaravel–Spiess (2024) imputation: rep and
     quarter fixed effects are fitted on untreated rep-quarters only (never-treated
