@@ -51,6 +51,14 @@ WILD_WEIGHTS = "webb"
 #: G < 5 (MacKinnon & Webb 2017, 2018: WCR is unreliable below ~5-6 clusters);
 #: below this no cluster-robust interval is reported at all.
 WILD_MIN_CLUSTERS = 5
+#: Up to this many teams (and from ``MIN_CLUSTERS``, where the analytic errors are
+#: reported) the linear models also carry wild-bootstrap p-values of β = 0 for the
+#: analyst notebooks, beside the analytic ones (MacKinnon, Nielsen & Webb 2023: the
+#: two should agree when cluster-robust inference is reliable; a gap is a warning).
+WILD_COMPARE_MAX_CLUSTERS = 40
+#: Replications for those side-by-side p-values: Monte Carlo s.e. of a p-value
+#: near 0.05 is sqrt(0.05·0.95/1999) ≈ 0.005, enough to read it beside another.
+WILD_COMPARE_REPS = 1_999
 #: Bisection stops when the bracket is narrower than this share of the CRV1 std.
 #: error; the midpoint is then within 0.025·se of the crossing, well below the
 #: Monte Carlo error of a bootstrap bound at 9 999 draws.
@@ -235,13 +243,22 @@ def _compiled_once():
         wb.njit = original
 
 
-def _independent(z: np.ndarray) -> list[int]:
-    """Columns of ``z`` kept, left to right, when each must add rank (drops redundant dummies)."""
-    kept: list[int] = []
-    for j in range(z.shape[1]):
-        if np.linalg.matrix_rank(z[:, kept + [j]]) == len(kept) + 1:
-            kept.append(j)
-    return kept
+def _independent(z: np.ndarray, rtol: float = 1e-9) -> list[int]:
+    """Columns of ``z`` kept, left to right, when each must add rank (drops redundant dummies).
+
+    One QR decomposition without pivoting instead of a rank per column: ``|R[j, j]|``
+    is (up to rounding) the norm of column j's part orthogonal to the columns
+    before it, so column j adds rank when that norm is not negligible against the
+    column's own norm. Columns beyond the number of rows never add rank.
+    """
+    from scipy.linalg import qr
+
+    if z.shape[1] == 0:
+        return []
+    r = qr(z, mode="r")[0]
+    residual = np.abs(np.diag(r))
+    norms = np.linalg.norm(z, axis=0)
+    return [j for j in range(len(residual)) if norms[j] > 0 and residual[j] > rtol * norms[j]]
 
 
 def wild_cluster_ci(test: WildTest, term: str, *, level: float = 0.95,

@@ -16,6 +16,9 @@ Webb weights, seeded) and their interval by inverting that test
 (:func:`analysis.models.clustered.wild_cluster_ci`); below ``WILD_MIN_CLUSTERS``
 teams, or when the inverted interval is unbounded, the effect is non-estimable.
 The Poisson model has no such bootstrap and is reported non-estimable.
+From ``MIN_CLUSTERS`` to ``WILD_COMPARE_MAX_CLUSTERS`` teams the linear models also
+carry wild-bootstrap p-values of β = 0 in ``extras["wild_p"]``
+(:func:`wild_p_values`), shown beside the analytic ones in the analyst notebooks.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from pyfixest.errors import (EmptyDesignMatrixError, EmptyVcovError, MatrixNotFu
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
 from analysis.errors import ParameterError
 from analysis.models import design
-from analysis.models.clustered import (WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
+from analysis.models.clustered import (WILD_COMPARE_MAX_CLUSTERS, WILD_COMPARE_REPS,
+                                       WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
                                        wild_cluster_ci)
 from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
                                        cr1_note, cr3_note, failed_note, identified_without,
@@ -202,7 +206,9 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
             log.warning("%s: %s", outcome, failure)
     used = _used(fit, work) if fit is not None else work
     n_obs, g = len(used), int(used["team_id"].nunique())
-    wild, jk = None, None
+    wild, jk, wild_p = None, None, None
+    if fit is not None and min_clusters <= g <= WILD_COMPARE_MAX_CLUSTERS:
+        wild_p = wild_p_values(used, keep, wcol)
     if fit is not None and WILD_MIN_CLUSTERS <= g < min_clusters:
         wild = _wild(used, keep, wcol, wild_reps)
     elif fit is not None and g >= min_clusters and use_jackknife(g, jackknife_max_clusters):
@@ -222,7 +228,8 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
         note=("weighted by " + wcol + "; " if wcol else "")
         + _vnote(jk, g, jackknife_max_clusters))
     return ModelFit(effects_frame(rows), summary,
-                    {**_extras(fit, jk, g, jackknife_max_clusters), "wild": wild})
+                    {**_extras(fit, jk, g, jackknife_max_clusters), "wild": wild,
+                     "wild_p": wild_p})
 
 
 def _vnote(jk: Jackknife | None, g: int, max_jk: int = JACKKNIFE_MAX_CLUSTERS) -> str:
@@ -311,6 +318,37 @@ def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> d
             log.warning("%s: wild bootstrap failed (%s)", t, exc)
             out[t] = None
     return out
+
+
+def wild_p_values(used: pd.DataFrame, keep: list[str], wcol: str | None,
+                  reps: int = WILD_COMPARE_REPS) -> pd.DataFrame:
+    """Restricted wild cluster bootstrap p-values of β = 0, one per term, for comparison.
+
+    Parameters
+    ----------
+    used : the rows the linear model used (columns ``y``, the terms, ``rep_id``,
+        ``quarter``, ``team_id`` and the weight column).
+    keep : the estimable terms.
+    wcol : regression-weight column, or None.
+    reps : bootstrap replications (seeded with ``config.SEED``).
+
+    Returns
+    -------
+    DataFrame
+        ``term``, ``p_value_wild`` (NaN where the bootstrap's design is singular),
+        ``reps``; the analytic p-values are in the model's effects.
+    """
+    test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
+                    reps=reps, seed=SEED)
+    rows = []
+    for t in keep:
+        try:
+            p = test.p_value(t)
+        except np.linalg.LinAlgError as exc:
+            log.warning("%s: wild bootstrap p-value failed (%s)", t, exc)
+            p = np.nan
+        rows.append({"term": t, "p_value_wild": p, "reps": reps})
+    return pd.DataFrame(rows, columns=["term", "p_value_wild", "reps"])
 
 
 def _few_note(g: int, min_clusters: int) -> str:
