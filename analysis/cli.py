@@ -3,7 +3,7 @@
 Errors a user can fix (bad input, bad parameter) are shown as one line
 ``kpisat: error: ...`` with exit code 2; a failed notebook (an exception, a dead
 kernel, a timed-out cell) exits with 1 and names the notebook and cell; Ctrl-C exits
-with 130 and says where the run stopped; anything unexpected prints a short message
+with 130 (SIGTERM with 143) and says where the run stopped; anything unexpected prints a short message
 and suggests ``--debug``, which shows the traceback. Progress and diagnostics are
 logged to stderr; results (where the report is, the data-quality summary) go to stdout.
 """
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", metavar="S", type=float, default=600,
                    help="seconds a single notebook cell may run before the run fails "
                         "(default: 600)")
+    p.add_argument("--jobs", metavar="N", type=int, default=None,
+                   help="how many independent notebooks run at once (default: one per "
+                        "core, at most 2); the published report does not depend on it")
     p.add_argument("-p", "--param", metavar="NAME=VALUE", action="append", default=[],
                    help="an extra notebook parameter; NAME must be declared in a "
                         "notebook's parameters cell (repeatable)")
@@ -146,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     index = run(source=args.source, quarter=args.quarter, as_of=args.as_of, out=args.out,
                 lang=args.lang, timeout=args.timeout, progress=not args.quiet,
                 notebooks_dir=args.notebooks_dir, params=_params(args.param),
-                pseudonymise=args.pseudonymise)
+                pseudonymise=args.pseudonymise, jobs=args.jobs)
     print(f"report: {index}")
     return EXIT_OK
 
@@ -281,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # a run says where it stopped and where it is kept
         message = str(e).strip().splitlines()[0] if str(e).strip() else "interrupted"
         sys.stderr.write(f"kpisat: {message}\n")
-        return EXIT_INTERRUPTED
+        return getattr(e, "exit_code", EXIT_INTERRUPTED)
     except Exception as e:  # noqa: BLE001 - the last line of defence for users
         if args.debug:
             raise

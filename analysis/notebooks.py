@@ -36,18 +36,24 @@ def generate(py_path: str | Path) -> str:
     Returns
     -------
     JSON text of the notebook: no outputs, no execution counts, kernelspec
-    ``python3``, cell ids ``<stem>-<index>`` (stable across regenerations).
+    ``python3``, cell ids ``<stem>-<index>`` (stable across regenerations), and the
+    ``kpisat`` metadata of the source's header, if any (a notebook reading only the
+    prepared inputs says ``independent: true`` there, so the runner may run it beside
+    others).
     """
     import jupytext
     import nbformat
 
     py_path = Path(py_path)
     nb = jupytext.read(py_path, fmt="py:percent")
+    kpisat = nb.metadata.get("kpisat")
     nb.metadata = {
         "jupytext": {"formats": FORMATS},
         "kernelspec": dict(KERNELSPEC),
         "language_info": {"name": "python"},
     }
+    if kpisat:  # the runner's scheduling hints (analysis.runner.is_independent)
+        nb.metadata["kpisat"] = kpisat
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"c{i:02d}"
         if cell.cell_type == "code":

@@ -9,13 +9,20 @@ executed notebooks to HTML, writes ``manifest.json`` and finally renames the sta
 folder to ``OUT/<quarter>/``. A failed run is moved to ``OUT/.failed/`` for
 debugging and the previously published quarter is left as it was.
 
+Notebooks that declare themselves independent (``kpisat: {independent: true}`` in
+their metadata: they read only the prepared inputs) run up to ``jobs`` at a time;
+any other notebook (one that reads the findings of those before it, like the
+trade-offs and the report) waits for every notebook before it and runs alone.
+Findings are merged in notebook order whatever order notebooks finish in, so the
+published run does not depend on ``jobs``.
+
 Faults and how they are reported (one line each, naming the notebook and the cell;
 the executed notebook, as far as it got, is kept in the failed run with the failing
 cell marked): an exception in a cell, a kernel that dies (killed, out of memory), a
-cell running longer than ``timeout`` (each a :class:`NotebookError`), and Ctrl-C
-(:class:`RunInterrupted`, a ``KeyboardInterrupt``). Papermill runs in a worker
-thread so that Ctrl-C always reaches the runner, which then kills the kernel, waits
-for the worker to save the notebook, and moves the staging folder aside.
+cell running longer than ``timeout`` (each a :class:`NotebookError`), and Ctrl-C or
+SIGTERM (:class:`RunInterrupted`, a ``KeyboardInterrupt``). Papermill runs in worker
+threads so that signals always reach the runner, which then kills the kernels, waits
+for the workers to save the notebooks, and moves the staging folder aside.
 
 Only this module touches papermill.
 """
@@ -25,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import shutil
 import signal
 import threading
@@ -51,14 +59,25 @@ LOG_DIR = "logs"
 KERNEL_ENV = {"PYTHONHASHSEED": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
 #: Seconds to wait, after Ctrl-C, for the killed kernel's notebook to be saved.
 INTERRUPT_GRACE = 30.0
+#: Most notebooks run at once (one per core): what the sample's kernels can use.
+MAX_JOBS = 2
+#: Key in a notebook's ``kpisat`` metadata declaring it reads only the prepared inputs.
+INDEPENDENT_KEY = "independent"
+#: Exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM (128 + signal number).
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) during a run: names the notebook and cell and where the run is kept.
+    """Ctrl-C (SIGINT) or SIGTERM during a run: names the notebook and cell and where
+    the run is kept.
 
     A ``KeyboardInterrupt``, so callers that stop on Ctrl-C keep doing so; the CLI
-    prints its message and exits with 130.
+    prints its message and exits with ``exit_code`` (130 for Ctrl-C, 143 for SIGTERM).
     """
+
+    def __init__(self, message: str = "", *, exit_code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # ---------------------------------------------------------------- discovery & checks
@@ -172,10 +191,33 @@ def _has_secret(url: str) -> bool:
 
 
 # ---------------------------------------------------------------- the run
+def default_jobs() -> int:
+    """How many notebooks run at once by default: one per core, at most :data:`MAX_JOBS`."""
+    return max(1, min(MAX_JOBS, os.cpu_count() or 1))
+
+
+def is_independent(notebook: Path) -> bool:
+    """Whether a notebook declares ``kpisat: {independent: true}`` in its metadata.
+
+    An independent notebook reads only the prepared inputs (never what other notebooks
+    of the run wrote), so it may run beside other independent notebooks. Any other
+    notebook waits for every notebook before it, and every notebook after it waits
+    for it: the findings it reads are those of all the notebooks before it.
+    """
+    import json
+
+    try:
+        meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return False
+    return bool((meta.get("kpisat") or {}).get(INDEPENDENT_KEY, False))
+
+
 def run(source: str | None = None, quarter: str | None = None, as_of: str | None = None,
         out: str | Path | None = None, lang: str = "en", timeout: float = 600,
         progress: bool = True, *, notebooks_dir: str | Path | None = None,
-        params: dict[str, Any] | None = None, pseudonymise: bool = False) -> Path:
+        params: dict[str, Any] | None = None, pseudonymise: bool = False,
+        jobs: int | None = None) -> Path:
     """Execute the quarterly notebooks and publish ``OUT/<quarter>/``.
 
     Parameters
@@ -191,6 +233,8 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     params : extra notebook parameters (each must be declared by a notebook).
     pseudonymise : replace rep and customer ids in every output by keyed HMACs
         (key from ``KPISAT_PSEUDONYM_KEY``, never written anywhere).
+    jobs : how many independent notebooks (:func:`is_independent`) run at once;
+        default :func:`default_jobs`. The published output does not depend on it.
 
     Returns
     -------
@@ -201,6 +245,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     ParameterError, InputError, SourceError : before any kernel starts.
     NotebookError : naming the notebook and failing cell; the run is kept under
         ``OUT/.failed/`` and the previous ``OUT/<quarter>/`` is untouched.
+    RunInterrupted : Ctrl-C or SIGTERM; the run is kept under ``OUT/.failed/`` likewise.
     """
     from .prepare import prepare, run_environment
 
@@ -209,6 +254,9 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         raise ParameterError(f"lang {lang!r} is not supported; choose one of {', '.join(LANGS)}")
     if not timeout or timeout <= 0:
         raise ParameterError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    jobs = default_jobs() if jobs is None else jobs
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     notebooks = discover_notebooks(notebooks_dir)
     extra = dict(params or {})
     takes = check_parameters(notebooks, extra)
@@ -227,23 +275,25 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         source_description=prepared.source_description,
         notebooks=[nb.stem for nb in notebooks])
     write_manifest(staging, manifest)
+
+    def merged() -> None:
+        merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
+        write_manifest(staging, manifest)
+
     merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
+    env = run_environment(prepared, src)
+    plan = [_Job(i, nb, manifest["notebooks"][i], {**base, **takes[nb]}, is_independent(nb),
+                 position=f"[{i + 1}/{len(notebooks)}]") for i, nb in enumerate(notebooks)]
     try:
-        for i, nb in enumerate(notebooks):
-            entry = manifest["notebooks"][i]
-            seconds = _run_one(nb, staging, {**base, **takes[nb]}, timeout, entry,
-                               position=f"[{i + 1}/{len(notebooks)}]", progress=progress,
-                               env=run_environment(prepared, src))
-            entry.update(status="ok", seconds=round(seconds, 1))
-            merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
-            write_manifest(staging, manifest)
-            export_html(staging / nb.name)
+        with _terminate_as_interrupt():
+            _execute(plan, staging, timeout, jobs=jobs, progress=progress, env=env,
+                     after_each=merged)
     except NotebookError as e:
         manifest.update(status="failed", finished=utc_now())
         write_manifest(staging, manifest)
         failed = _keep_failed(staging, out, prepared.quarter, run_id)
         raise NotebookError(f"{e}; the failed run is kept in {failed}") from None
-    except KeyboardInterrupt as e:  # Ctrl-C in a notebook or between notebooks
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM in a notebook or between notebooks
         what = str(e) or "interrupted"
         manifest.update(status="interrupted", finished=utc_now())
         for entry in manifest["notebooks"]:
@@ -252,7 +302,8 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         with contextlib.suppress(OSError):
             write_manifest(staging, manifest)
         failed = _keep_failed(staging, out, prepared.quarter, run_id)
-        raise RunInterrupted(f"{what}; the failed run is kept in {failed}") from None
+        raise RunInterrupted(f"{what}; the failed run is kept in {failed}",
+                             exit_code=getattr(e, "exit_code", EXIT_INTERRUPTED)) from None
     manifest.update(status="ok", finished=utc_now())
     write_manifest(staging, manifest)
     final = publish(staging, out / prepared.quarter)
@@ -263,71 +314,221 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     return index
 
 
-def _run_one(nb: Path, staging: Path, parameters: dict, timeout: float, entry: dict, *,
-             position: str, progress: bool, env: dict[str, str]) -> float:
-    """Execute one notebook into ``staging``; return its seconds.
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+    exit_code = EXIT_TERMINATED
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM stops the run as Ctrl-C does (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Job:
+    """One notebook of the run: what it needs, and how its execution went."""
+
+    def __init__(self, index: int, nb: Path, entry: dict, parameters: dict,
+                 independent: bool, *, position: str) -> None:
+        self.index, self.nb, self.entry, self.parameters = index, nb, entry, parameters
+        self.independent, self.position = independent, position
+        self.watch = _KernelWatch()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.t0 = 0.0
+        self.target: Path | None = None
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _ready(job: _Job, plan: list[_Job], finished: set[int]) -> bool:
+    """Whether ``job`` may start: every notebook it depends on has finished."""
+    before = plan[:job.index]
+    if not job.independent:
+        return all(j.index in finished for j in before)
+    return all(j.index in finished for j in before if not j.independent)
+
+
+def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, progress: bool,
+             env: dict[str, str], after_each: Any) -> None:
+    """Execute the notebooks of ``plan`` into ``staging``, up to ``jobs`` at once.
+
+    Independent notebooks (:func:`is_independent`) run beside each other, in order of
+    their prefix; any other notebook runs alone, after every notebook before it.
+    ``after_each()`` runs after each notebook succeeds (merging the findings), then
+    the notebooks that have become ready are started, then the finished notebook is
+    exported to HTML (while the next kernels start; after a stop, what is left). After a failure nothing new starts; the notebooks still running
+    are let finish, and the first failure (in notebook order) is raised.
 
     Raises
     ------
-    NotebookError : a cell raised, the kernel died or a cell timed out; the executed
-        notebook (as far as it got, failing cell marked) is saved in ``staging``.
-    RunInterrupted : Ctrl-C; the kernel is killed and the notebook saved likewise.
+    NotebookError : a cell raised, a kernel died or a cell timed out.
+    KeyboardInterrupt : Ctrl-C or SIGTERM; the running kernels are killed and their
+        notebooks saved (as far as they got); names the notebooks and cells.
+    """
+    level = logging.INFO if progress else logging.DEBUG
+    engine = _engine_name()
+    finished: set[int] = set()
+    pending = list(plan)
+    running: dict[int, _Job] = {}
+    errors: dict[int, NotebookError] = {}
+    unexported: list[_Job] = []  # succeeded, analyst report not written yet
+    completed: queue.Queue[_Job] = queue.Queue()
+    try:
+        while pending or running:
+            while (pending and not errors and len(running) < jobs
+                   and _ready(pending[0], plan, finished)):
+                job = pending.pop(0)
+                running[job.index] = job
+                _start(job, staging, timeout, env, engine, completed, level)
+            if not running:
+                break
+            job = _next_done(completed)
+            del running[job.index]
+            finished.add(job.index)
+            error = _outcome(job, timeout, level)
+            if error is not None:
+                errors[job.index] = error
+                continue
+            after_each()
+            unexported.append(job)
+            while (pending and not errors and len(running) < jobs
+                   and _ready(pending[0], plan, finished)):
+                nxt = pending.pop(0)
+                running[nxt.index] = nxt
+                _start(nxt, staging, timeout, env, engine, completed, level)
+            export_html(staging / job.nb.name)
+            unexported.remove(job)
+    except KeyboardInterrupt as e:
+        stopped = _stop(list(running.values()), reason=e)
+        for job in unexported:  # what ran before the stop is kept with its analyst report
+            with contextlib.suppress(Exception):
+                export_html(staging / job.nb.name)
+        where = " and ".join(f"notebook {j.nb.stem}{_failing_cell(j.target)}" for j in stopped)
+        what = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        for j in stopped:
+            log.log(level, "%s %s interrupted (%.1f s)", j.position, j.nb.stem, j.seconds)
+        interrupted = type(e)(f"{what} in {where}" if where else (str(e) or what))
+        raise interrupted from None
+    if errors:
+        raise errors[min(errors)]
+
+
+def _start(job: _Job, staging: Path, timeout: float, env: dict[str, str], engine: str,
+           completed: queue.Queue, level: int) -> None:
+    """Start executing one notebook in a worker thread; ``completed`` gets it when done.
+
+    Papermill runs in a worker so that signals reach the main thread (papermill's own
+    event loop would swallow Ctrl-C, shut the kernel down and leave tasks behind).
     """
     import papermill
+
+    job.target = target = staging / job.nb.name
+    watch = job.watch
+    kernel_env = {**KERNEL_ENV, **env, WRITER_ENV: job.nb.stem,
+                  "PYTHONPATH": _python_path()}
+    manager = _logging_kernel_manager(staging / LOG_DIR / f"{job.nb.stem}.kernel.log", watch,
+                                      env=kernel_env, cwd=staging)
+    log.log(level, "%s %s ...", job.position, job.nb.stem)
+    job.entry["status"] = "running"
+    job.t0 = time.perf_counter()
+
+    def work() -> None:
+        import asyncio
+
+        try:
+            # cwd None: papermill would chdir this whole process; the kernel gets its own
+            papermill.execute_notebook(
+                str(job.nb), str(target), parameters=job.parameters, kernel_name="python3",
+                progress_bar=False, log_output=False, cwd=None,
+                execution_timeout=timeout, request_save_on_cell_execute=False,
+                engine_name=engine, kernel_manager_class=manager,
+                on_failure=lambda executed, exc: _save_failed(executed, target, exc, watch,
+                                                              timeout))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            job.error = e
+        finally:  # the thread's own event loop (jupyter_core made one): release it
+            with contextlib.suppress(Exception):
+                loop = asyncio.get_event_loop_policy().get_event_loop()
+                if not loop.is_running():
+                    loop.close()
+            job.done.set()
+            completed.put(job)
+
+    threading.Thread(target=work, name=f"kpisat-{job.nb.stem}", daemon=True).start()
+
+
+def _next_done(completed: queue.Queue) -> _Job:
+    """The next notebook to finish (a short-timeout wait, so signals are handled)."""
+    while True:
+        try:
+            return completed.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
+def _outcome(job: _Job, timeout: float, level: int) -> NotebookError | None:
+    """Record how a finished notebook went; its error as a one-line NotebookError."""
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    level = logging.INFO if progress else logging.DEBUG
-    target = staging / nb.name
-    watch = _KernelWatch()
-    t0 = time.perf_counter()
-    log.log(level, "%s %s ...", position, nb.stem)
-    entry["status"] = "running"
-
-    def execute() -> None:
-        papermill.execute_notebook(
-            str(nb), str(target), parameters=parameters, kernel_name="python3",
-            progress_bar=False, log_output=False, cwd=str(staging),
-            execution_timeout=timeout, request_save_on_cell_execute=False,
-            engine_name=_engine_name(),
-            on_failure=lambda executed, exc: _save_failed(executed, target, exc, watch, timeout),
-            kernel_manager_class=_logging_kernel_manager(
-                staging / LOG_DIR / f"{nb.stem}.kernel.log", watch))
-
-    def failed(status: str = "failed") -> None:
-        seconds = time.perf_counter() - t0
-        entry.update(status=status, seconds=round(seconds, 1))
-        log.log(level, "%s %s %s (%.1f s)", position, nb.stem, status, seconds)
-
-    try:
-        with kernel_environment(nb.stem, env):
-            _in_worker(execute, watch, name=f"kpisat-{nb.stem}")
-    except KeyboardInterrupt:
-        failed("interrupted")
-        raise RunInterrupted(f"interrupted in notebook {nb.stem}{_failing_cell(target)}") from None
-    except PapermillExecutionError as e:
-        failed()
+    seconds, e, stem = job.seconds, job.error, job.nb.stem
+    status = "ok" if e is None else "failed"
+    job.entry.update(status=status, seconds=round(seconds, 1))
+    log.log(level, "%s %s %s (%.1f s)", job.position, stem, status, seconds)
+    if e is None:
+        return None
+    if isinstance(e, PapermillExecutionError):
         first = next((ln for ln in str(e.source).splitlines() if ln.strip()), "")
-        raise NotebookError(
-            f"notebook {nb.stem} failed at cell {e.cell_index + 1} ({first.strip()!r}): "
-            f"{e.ename}: {_last_line(e.evalue)}") from None
-    except DeadKernelError:
-        failed()
-        raise NotebookError(
-            f"notebook {nb.stem}: kernel died{_failing_cell(target)} (killed, or out of "
-            f"memory?); its output is in {LOG_DIR}/{nb.stem}.kernel.log") from None
-    except CellTimeoutError:
-        failed()
-        raise NotebookError(
-            f"notebook {nb.stem}: timed out after {timeout:g} s{_failing_cell(target)}; "
-            "allow more with --timeout SECONDS") from None
-    except Exception as e:  # kernel that cannot start, and anything else: named the same way
-        failed()
-        raise NotebookError(f"notebook {nb.stem} failed{_failing_cell(target)}: "
-                            f"{type(e).__name__}: {_last_line(str(e))}") from None
-    seconds = time.perf_counter() - t0
-    log.log(level, "%s %s ok (%.1f s)", position, nb.stem, seconds)
-    return seconds
+        return NotebookError(
+            f"notebook {stem} failed at cell {e.cell_index + 1} ({first.strip()!r}): "
+            f"{e.ename}: {_last_line(e.evalue)}")
+    where = _failing_cell(job.target)
+    if isinstance(e, DeadKernelError):
+        return NotebookError(
+            f"notebook {stem}: kernel died{where} (killed, or out of memory?); its output "
+            f"is in {LOG_DIR}/{stem}.kernel.log")
+    if isinstance(e, CellTimeoutError):
+        return NotebookError(f"notebook {stem}: timed out after {timeout:g} s{where}; "
+                             "allow more with --timeout SECONDS")
+    # a kernel that cannot start, and anything else: named the same way
+    return NotebookError(f"notebook {stem} failed{where}: {type(e).__name__}: "
+                         f"{_last_line(str(e))}")
+
+
+def _stop(running: list[_Job], reason: BaseException) -> list[_Job]:
+    """Kill the kernels of the running notebooks (Ctrl-C, SIGTERM); those it stopped.
+
+    Each worker is given :data:`INTERRUPT_GRACE` seconds to save its notebook. A
+    notebook that had finished by then keeps its own status.
+    """
+    how = ("terminated (SIGTERM)" if isinstance(reason, _Terminated)
+           else "interrupted (Ctrl-C)")
+    for job in running:
+        job.watch.cancel(how)
+    stopped = []
+    for job in sorted(running, key=lambda j: j.index):
+        if job.done.is_set() and job.error is None:
+            job.entry.update(status="ok", seconds=round(job.seconds, 1))
+            continue
+        job.watch.stop(job.done)
+        job.entry.update(status="interrupted", seconds=round(job.seconds, 1))
+        stopped.append(job)
+    return stopped
 
 
 class _KernelWatch:
@@ -336,6 +537,7 @@ class _KernelWatch:
     def __init__(self) -> None:
         self.groups: list[int] = []  # process groups (each kernel leads its own session)
         self.cancelled = threading.Event()
+        self.how = "interrupted (Ctrl-C)"
 
     def launched(self, provisioner: Any) -> None:
         pid = getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
@@ -351,6 +553,12 @@ class _KernelWatch:
                 with contextlib.suppress(OSError):
                     os.killpg(group, signal.SIGKILL)
 
+    def cancel(self, how: str) -> None:
+        """Mark the run stopped (``how``: what stopped it) and kill the kernels."""
+        self.how = how
+        self.cancelled.set()
+        self.kill()
+
     def stop(self, done: threading.Event) -> None:
         """Kill the kernels until the worker (which then saves the notebook) is ``done``."""
         self.cancelled.set()
@@ -359,44 +567,8 @@ class _KernelWatch:
             self.kill()
             done.wait(0.1)
         if not done.is_set():
-            log.warning("the notebook did not stop within %.0f s of Ctrl-C", INTERRUPT_GRACE)
-
-
-def _in_worker(fn: Any, watch: _KernelWatch, *, name: str) -> None:
-    """Run ``fn()`` in a worker thread; re-raise its exception here.
-
-    Signals reach only the main thread, so Ctrl-C interrupts the wait below instead
-    of papermill's event loop (where nbclient would swallow it, shut the kernel down
-    and leave tasks behind). On Ctrl-C the kernel is killed, the worker is given
-    :data:`INTERRUPT_GRACE` seconds to save the notebook, and KeyboardInterrupt goes on.
-    """
-    import asyncio
-
-    outcome: dict[str, BaseException] = {}
-    done = threading.Event()  # not Thread.join: an interrupted join marks the thread
-    # stopped while it still runs (CPython < 3.13, gh-90882)
-
-    def work() -> None:
-        try:
-            fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread
-            outcome["error"] = e
-        finally:  # the thread's own event loop (jupyter_core made one): release it
-            with contextlib.suppress(Exception):
-                loop = asyncio.get_event_loop_policy().get_event_loop()
-                if not loop.is_running():
-                    loop.close()
-            done.set()
-
-    threading.Thread(target=work, name=name, daemon=True).start()
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        watch.stop(done)
-        raise
-    if "error" in outcome:
-        raise outcome.pop("error")
+            log.warning("the notebook did not stop within %.0f s of being %s",
+                        INTERRUPT_GRACE, self.how)
 
 
 _ENGINE = "kpisat"
@@ -439,7 +611,7 @@ def _save_failed(nb: Any, target: Path, exc: BaseException, watch: _KernelWatch,
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     if watch.cancelled.is_set():
-        ename, evalue = "KeyboardInterrupt", "the run was interrupted (Ctrl-C) in this cell"
+        ename, evalue = "KeyboardInterrupt", f"the run was {watch.how} in this cell"
     elif isinstance(exc, DeadKernelError):
         ename, evalue = "DeadKernelError", "the kernel died while this cell ran"
     elif isinstance(exc, CellTimeoutError):
@@ -478,41 +650,33 @@ def _failing_cell(executed: Path) -> str:
     return ""
 
 
-@contextlib.contextmanager
-def kernel_environment(notebook: str, extra: dict[str, str] | None = None) -> Iterator[None]:
-    """Environment a kernel inherits while ``notebook`` runs (restored afterwards).
-
-    Pins ``PYTHONHASHSEED`` and the Matplotlib backend, names the notebook for
-    findings fragments, hands on the run's prepared inputs (``extra``), and puts the
-    project root on ``PYTHONPATH`` so the kernel imports this checkout's ``analysis``.
-    """
-    root = str(config.PROJECT_ROOT)
+def _python_path() -> str:
+    """``PYTHONPATH`` of a kernel: the project root first, so it imports this checkout."""
     path = os.environ.get("PYTHONPATH", "")
-    updates = {**KERNEL_ENV, **(extra or {}), WRITER_ENV: notebook,
-               "PYTHONPATH": root + (os.pathsep + path if path else "")}
-    saved = {k: os.environ.get(k) for k in updates}
-    os.environ.update(updates)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return str(config.PROJECT_ROOT) + (os.pathsep + path if path else "")
 
 
-def _logging_kernel_manager(log_path: Path, watch: _KernelWatch | None = None) -> type:
-    """A kernel manager class whose kernel writes its own stdout/stderr to ``log_path``.
+def _logging_kernel_manager(log_path: Path, watch: _KernelWatch | None = None, *,
+                            env: dict[str, str] | None = None,
+                            cwd: Path | None = None) -> type:
+    """A kernel manager class for one notebook's kernel.
 
-    The kernel process's chatter (transport warnings, shutdown messages) belongs in
-    the run folder for debugging, not in the user's terminal. Each kernel started is
-    recorded in ``watch`` (so Ctrl-C can kill it).
+    The kernel writes its own stdout/stderr to ``log_path`` (transport warnings and
+    shutdown messages belong in the run folder for debugging, not in the user's
+    terminal), inherits this process's environment updated with ``env`` (pinned
+    ``PYTHONHASHSEED`` and Matplotlib backend, the notebook's name for findings
+    fragments, the run's prepared inputs) and starts in ``cwd``. Both are given to the
+    kernel process alone, never set in this process, so notebooks can run side by
+    side. Each kernel started is recorded in ``watch`` (so Ctrl-C can kill it).
     """
     from jupyter_client.manager import AsyncKernelManager
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        if env:
+            kw["env"] = {**(kw.get("env") or os.environ), **env}
+        if cwd is not None:
+            kw["cwd"] = str(cwd)
         with open(log_path, "ab") as sink:  # the child keeps its own copy of the handle
             kw.setdefault("stdout", sink)
             kw.setdefault("stderr", sink)

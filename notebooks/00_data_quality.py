@@ -1,3 +1,9 @@
+# ---
+# jupyter:
+#   kpisat:
+#     independent: true
+# ---
+
 # %% [markdown]
 # # Data quality
 #

@@ -1,3 +1,9 @@
+# ---
+# jupyter:
+#   kpisat:
+#     independent: true
+# ---
+
 # %% [markdown]
 # # Churn: who stays, under which plan
 #

@@ -1,4 +1,5 @@
-"""Faults during a run: a cell that raises, a kernel that dies, a cell that times out, Ctrl-C.
+"""Faults during a run: a cell that raises, a kernel that dies, a cell that times out,
+Ctrl-C, SIGTERM.
 
 In every case the previously published quarter stays byte for byte as it was, the
 failed run (with the executed notebooks as far as they got, the failing cell marked)
@@ -8,8 +9,8 @@ notebook and the cell.
 
 The notebooks are tiny ones built here (a good ``10_ok`` writing a findings fragment,
 then ``20_fault``), so a run costs the prepared sample and two kernel starts; the CLI
-runs in this process (``analysis.cli.main``) except for Ctrl-C, which needs a process
-to signal. The "previous good report" is a real published run of ``10_ok`` alone,
+runs in this process (``analysis.cli.main``) except for Ctrl-C and SIGTERM, which
+need a process to signal. The "previous good report" is a real published run of ``10_ok`` alone,
 made once per module (the full session run would cost more than this whole file).
 """
 
@@ -197,8 +198,20 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def test_ctrl_c_keeps_the_previous_report_and_the_interrupted_run(previous, sample_dir,
-                                                                    tmp_path):
+#: signal -> (how it is sent, exit code, start of the one line). Ctrl-C reaches the
+#: terminal's whole foreground group; SIGTERM (a CI job cancelled, ``kill PID``, a
+#: container stopping) reaches the runner's process alone.
+SIGNALS = {
+    "ctrl_c": (lambda pid: os.killpg(pid, signal.SIGINT), 130, "kpisat: interrupted"),
+    "sigterm": (lambda pid: os.kill(pid, signal.SIGTERM), 143,
+                "kpisat: terminated (SIGTERM)"),
+}
+
+
+@pytest.mark.parametrize("how", list(SIGNALS))
+def test_stopping_the_run_keeps_the_previous_report_and_the_interrupted_run(
+        how, previous, sample_dir, tmp_path):
+    send, exit_code, prefix = SIGNALS[how]
     out, before = previous
     marker = tmp_path / "kernel.pid"
     notebooks = _fault_notebooks(tmp_path, (
@@ -218,15 +231,15 @@ def test_ctrl_c_keeps_the_previous_report_and_the_interrupted_run(previous, samp
             time.sleep(0.1)
         assert proc.poll() is None, proc.communicate()[1]
         kernel = int(marker.read_text())
-        os.killpg(proc.pid, signal.SIGINT)
+        send(proc.pid)
         stdout, stderr = proc.communicate(timeout=40)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
 
-    assert proc.returncode == 130, stderr
-    line = _one_line(stderr, "kpisat: interrupted")
+    assert proc.returncode == exit_code, stderr
+    line = _one_line(stderr, prefix)
     assert f"notebook {FAULT} at cell {FAULT_CELL} ('import os, pathlib, time')" in line
     failed = _check_failed_cleanly(out, before, status="interrupted")
     assert f"kept in {failed}" in line
