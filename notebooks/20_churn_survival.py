@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from analysis import config, findings, models, plots, report_text
+from analysis import config, findings, fit_cache, models, plots, report_text
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
@@ -55,7 +55,7 @@ display(Markdown(f"Quarter **{prepared.quarter}**: {len(episodes)} episodes, "
 # descriptive, not effects.
 
 # %%
-km = models.km_by_plan(episodes)
+km = fit_cache.cached(prepared, "km_by_plan", models.km_by_plan, episodes)
 km_curves = (km.assign(plan_name=km["plan_id"].map(plan_names).fillna(km["plan_id"]))
              .rename(columns={"day": "timeline", "conf_low": "ci_lower", "conf_high": "ci_upper"}))
 with plots.theme(lang):
@@ -80,7 +80,7 @@ models.logrank_by_plan(episodes)
 # ## Cox model: effects of plan weights on churn
 
 # %%
-churn = models.fit_churn(episodes)
+churn = fit_cache.cached(prepared, "churn", models.fit_churn, episodes)
 churn.summary
 
 # %%

@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import config, findings, plots
+from analysis import config, findings, fit_cache, plots
 from analysis.decision import event_study, heterogeneity
 from analysis.prepare import prepare
 
@@ -102,7 +102,8 @@ effects
 # `p_value`: it accounts for the number of subgroups tried.
 
 # %%
-subgroups = heterogeneity.heterogeneity(prepared.derived, prepared.tables, prepared.as_of)
+subgroups = fit_cache.cached(prepared, "heterogeneity", heterogeneity.heterogeneity,
+                             prepared.derived, prepared.tables, prepared.as_of)
 subgroups[["outcome", "term", "model", "estimate", "conf_low", "conf_high", "p_value",
            "p_adjusted"]]
 

@@ -27,14 +27,14 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import config, decision, findings, plots
+from analysis import config, decision, findings, fit_cache, plots
 from analysis.prepare import prepare
 
 # %matplotlib inline
 
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
-result = decision.tradeoff_analysis(prepared)
+result = fit_cache.cached(prepared, "tradeoff", decision.tradeoff_analysis, prepared)
 display(Markdown(f"Quarter **{prepared.quarter}**. {result.summary_markdown()}"))
 
 # %% [markdown]

@@ -43,12 +43,14 @@ GOOD = ("from analysis.findings import write_fragment\n"
         'write_fragment(run_dir, "data_quality", {"checked": quarter})')
 
 
-def _write_notebook(folder: Path, name: str, *bodies: str) -> Path:
+def _write_notebook(folder: Path, name: str, *bodies: str, independent: bool = False) -> Path:
     cells = [nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})]
     cells += [nbformat.v4.new_code_cell(body) for body in bodies]
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "language": "python",
                                  "display_name": "Python 3"}
+    if independent:
+        nb.metadata["kpisat"] = {runner.INDEPENDENT_KEY: True}
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
@@ -188,6 +190,30 @@ def test_failing_notebook_keeps_the_previous_report(fault, previous, sample_dir,
     assert f"kept in {failed}" in line
     assert tree_digest(sample_dir) == inputs
     assert "report:" not in result.stdout
+
+
+def test_a_fault_beside_a_running_notebook_lets_it_finish(previous, sample_dir, tmp_path,
+                                                         capsys):
+    """Independent notebooks run side by side: the fault ends the run once the other is done."""
+    out, before = previous
+    notebooks = tmp_path / "notebooks"
+    started = tmp_path / "fault.started"
+    # 10_ok outlasts the fault: it waits until the fault cell has begun
+    _write_notebook(notebooks, "10_ok", GOOD,
+                    f"import pathlib, time\nwhile not pathlib.Path({str(started)!r}).exists():\n"
+                    "    time.sleep(0.05)", independent=True)
+    _write_notebook(notebooks, FAULT, "setup = 1",
+                    f"import pathlib\npathlib.Path({str(started)!r}).touch()\n"
+                    'raise RuntimeError("injected failure")', independent=True)
+    result = _kpisat_here(capsys, *_run_args(sample_dir, out, notebooks, "--jobs", "2",
+                                                    "--timeout", "60"))
+
+    assert result.returncode == 1, result.stderr
+    line = _one_line(result.stderr, "kpisat: error:")
+    assert f"notebook {FAULT} failed at cell {FAULT_CELL}" in line
+    assert "RuntimeError: injected failure" in line
+    failed = _check_failed_cleanly(out, before, status="failed")
+    assert f"kept in {failed}" in line
 
 
 def _alive(pid: int) -> bool:

@@ -70,9 +70,11 @@ def test_inputs_are_not_modified(sample_run):
 
 
 def test_same_inputs_give_identical_findings(sample_run, sample_dir, tmp_path):
-    # an empty prepared cache: the inputs are rebuilt, not reloaded from the first run
+    # an empty prepared cache: the inputs are rebuilt and the models refitted
+    # (analysis.fit_cache keeps fits in the prepared folder), not reloaded
+    # one notebook at a time: the published run does not depend on how many run at once
     result = kpisat("run", "--source", str(sample_dir), "--quarter", SESSION_QUARTER,
-                    "--out", str(tmp_path), "-q",
+                    "--out", str(tmp_path), "-q", "--jobs", "1",
                     env={"KPISAT_PREPARED_CACHE": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr
     again = (tmp_path / SESSION_QUARTER / "findings.json").read_bytes()
@@ -314,3 +316,86 @@ def test_quarter_must_end_by_as_of(sample_dir, quarter, as_of):
 
     with pytest.raises(ParameterError, match="after the data's as-of date"):
         prepare(str(sample_dir), quarter, as_of)
+
+
+# ---------------------------------------------------------------- scheduling
+def _plan(*independent: bool) -> list:
+    return [runner._Job(i, Path(f"{i}0_nb.ipynb"), {}, {}, ind, position="")
+            for i, ind in enumerate(independent)]
+
+
+def test_independent_notebooks_wait_only_for_the_dependent_ones_before_them():
+    # 00, 10, 20 independent; 30 reads their findings; 40 independent again
+    plan = _plan(True, True, True, False, True)
+    assert [runner._ready(j, plan, set()) for j in plan] == [True, True, True, False, False]
+    assert not runner._ready(plan[3], plan, {0, 1})
+    assert runner._ready(plan[3], plan, {0, 1, 2})
+    assert not runner._ready(plan[4], plan, {0, 1, 2})
+    assert runner._ready(plan[4], plan, {3})
+
+
+def test_only_declared_notebooks_are_independent(tmp_path):
+    assert [runner.is_independent(nb) for nb in runner.discover_notebooks()] == [
+        not nb.stem.startswith(("60_", "90_")) for nb in runner.discover_notebooks()], (
+        "60 and 90 read the findings of the notebooks before them")
+    nb = _notebook([nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, tmp_path / "10_plain.ipynb")
+    assert not runner.is_independent(tmp_path / "10_plain.ipynb")
+
+
+# ---------------------------------------------------------------- fit cache
+class _Unpicklable:
+    def __reduce__(self):
+        raise TypeError("a library object that does not pickle")
+
+
+def _fit(calls: list, value: float):
+    from analysis.models.tidy import ModelFit
+
+    calls.append(value)
+    return ModelFit(effects=pd.DataFrame({"estimate": [value / 3]}),
+                    summary=pd.DataFrame({"n_obs": [7]}),
+                    extras={"table": pd.DataFrame({"x": [1.0]}), "library": _Unpicklable()})
+
+
+def test_fit_cache_fits_once_and_returns_the_same_bits(tmp_path):
+    from types import SimpleNamespace
+
+    from analysis import fit_cache
+
+    prepared, calls = SimpleNamespace(location=tmp_path), []
+    first = fit_cache.cached(prepared, "model", _fit, calls, 1.0)
+    again = fit_cache.cached(prepared, "model", _fit, calls, 1.0)
+    assert calls == [1.0], "the second call loads the cached fit"
+    pd.testing.assert_frame_equal(first.effects, again.effects, check_exact=True)
+    assert again.effects["estimate"].iloc[0] == 1.0 / 3
+    # what does not pickle is dropped on a miss as on a hit: both calls see the same fit
+    assert sorted(first.extras) == sorted(again.extras) == ["table"]
+    assert [p.name.split("-")[0] for p in (tmp_path / fit_cache.FOLDER).iterdir()] == ["model"]
+
+
+def test_fit_cache_is_skipped_without_a_prepared_folder_or_when_disabled(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from analysis import fit_cache
+
+    calls = []
+    fit_cache.cached(SimpleNamespace(location=None), "model", _fit, calls, 1.0)
+    monkeypatch.setenv(fit_cache.ENV, "0")
+    fit_cache.cached(SimpleNamespace(location=tmp_path), "model", _fit, calls, 2.0)
+    fit_cache.cached(SimpleNamespace(location=tmp_path), "model", _fit, calls, 2.0)
+    assert calls == [1.0, 2.0, 2.0]
+    assert not (tmp_path / fit_cache.FOLDER).exists()
+
+
+def test_fit_cache_refits_a_damaged_entry(tmp_path):
+    from types import SimpleNamespace
+
+    from analysis import fit_cache
+
+    prepared, calls = SimpleNamespace(location=tmp_path), []
+    fit_cache.cached(prepared, "model", _fit, calls, 1.0)
+    entry = next((tmp_path / fit_cache.FOLDER).iterdir())
+    entry.write_bytes(b"not a pickle")
+    assert fit_cache.cached(prepared, "model", _fit, calls, 1.0).effects["estimate"].iloc[0] == 1 / 3
+    assert calls == [1.0, 1.0]
