@@ -13,6 +13,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .contract import Column
 
@@ -75,6 +76,9 @@ def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     n = len(raw)
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
         return pd.Series(pd.NA, index=raw.index, dtype=_TEXT), np.zeros(n, bool)
+    if _is_arrow_text(raw):  # CSV cells as read by sources: strings already
+        text = raw.astype(_TEXT)
+        return text.str.strip(), text.notna().to_numpy()
     obj = raw if raw.dtype == object else raw.astype(object)
     kind = pd.api.types.infer_dtype(obj, skipna=True)
     if kind == "string":
@@ -89,12 +93,52 @@ def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 _TEXT = "string[pyarrow]"
 
 
+def _is_arrow_text(raw: pd.Series) -> bool:
+    """Whether ``raw`` holds Arrow-backed strings (pandas ``string[pyarrow]`` or ``ArrowDtype``)."""
+    dtype = raw.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage == "pyarrow"
+    return isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype) \
+        or isinstance(dtype, pd.ArrowDtype) and pa.types.is_large_string(dtype.pyarrow_dtype)
+
+
+def _by_unique(text: pd.Series, fn, *, with_na: bool = False):
+    """``fn`` applied to each distinct text once: (codes, per-distinct results).
+
+    ``codes`` is -1 where ``text`` is NA. Columns of dates, scores and categories
+    repeat a few thousand values over millions of rows. ``with_na``: ``fn`` also sees
+    one None when ``text`` has NA (as it would on the whole column); its result for it
+    is dropped.
+    """
+    codes, uniques = pd.factorize(text)
+    distinct = uniques.astype(object).tolist()
+    extra = with_na and bool((codes < 0).any())
+    result = fn(pd.Series(distinct + [None] * extra, dtype=object))
+    if extra:
+        return codes, tuple(r[:-1] for r in result) if isinstance(result, tuple) else result[:-1]
+    return codes, result
+
+
+def _to_floats(text: pd.Series) -> np.ndarray:
+    """``pandas.to_numeric`` of the texts as float64 (NaN where not a number)."""
+    return np.asarray(pd.to_numeric(text, errors="coerce"), dtype=float)
+
+
+def _take(per_unique: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
+    """Expand per-distinct results to rows; ``missing`` where ``codes`` is -1."""
+    out = np.append(per_unique, np.array([missing], dtype=per_unique.dtype))
+    return out[np.where(codes < 0, len(per_unique), codes)]
+
+
 def _none(n: int) -> np.ndarray:
     return np.zeros(n, bool)
 
 
 def _parse_str(raw, text, is_text, null):
-    values = raw.to_numpy(dtype=object, copy=True)
+    if _is_arrow_text(raw):  # one Python object per distinct string, not per cell
+        values = pa.array(raw).to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
+    else:
+        values = raw.to_numpy(dtype=object, copy=True)
     others = ~is_text & ~null
     if others.any():
         values[others] = [_render(v) for v in values[others]]
@@ -126,12 +170,12 @@ def _parse_date(raw, text, is_text, null):
     bad = ~null.copy()
     oor = _none(n)
     if is_text.any():
-        iso = text.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
-        parsed = pd.to_datetime(text.where(iso).astype(object), format="%Y-%m-%d", errors="coerce")
-        ok = parsed.notna().to_numpy()
-        values[ok] = parsed[ok]
+        codes, (parsed_u, ok_u, oor_u) = _by_unique(text, _iso_dates)
+        ok = _take(ok_u, codes, False)
+        values = pd.Series(_take(parsed_u, codes, np.datetime64("NaT", "ns")),
+                           index=raw.index, dtype="datetime64[ns]")
         bad &= ~ok
-        oor = iso & ~ok & _valid_calendar(text, iso & ~ok)
+        oor = _take(oor_u, codes, False)
     others = ~is_text & ~null
     if others.any():
         for i in np.flatnonzero(others):
@@ -144,6 +188,19 @@ def _parse_date(raw, text, is_text, null):
                 except (ValueError, OverflowError, pd.errors.OutOfBoundsDatetime):
                     oor[i] = True
     return values, bad, oor
+
+
+def _iso_dates(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct texts as dates: (datetime64[ns] values, parsed mask, out-of-range mask).
+
+    Only ``YYYY-MM-DD`` parses; an ISO-shaped real calendar date outside
+    datetime64[ns] is out of range, anything else is not a date.
+    """
+    iso = text.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
+    parsed = pd.to_datetime(text.where(iso), format="%Y-%m-%d", errors="coerce")
+    ok = parsed.notna().to_numpy()
+    oor = iso & ~ok & _valid_calendar(text, iso & ~ok)
+    return parsed.to_numpy(dtype="datetime64[ns]"), ok, oor
 
 
 def _valid_calendar(text: pd.Series, mask: np.ndarray) -> np.ndarray:
@@ -168,7 +225,8 @@ def _numbers(raw, text, is_text, null) -> tuple[np.ndarray, np.ndarray]:
         vals = raw.to_numpy(dtype=float, na_value=np.nan)
         return vals, ~np.isfinite(vals) & ~null
     if is_text.all() or not (~is_text & ~null).any():
-        vals = pd.to_numeric(text.astype(object), errors="coerce")
+        codes, per_unique = _by_unique(text, _to_floats, with_na=True)
+        vals = _take(per_unique, codes, np.nan)
     else:
         obj = raw.astype(object).where(~is_text, text.astype(object))
         is_bool = obj.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)

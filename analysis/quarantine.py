@@ -67,18 +67,20 @@ class RowVerdicts:
     def __init__(self, n: int):
         self.reason = np.full(n, None, dtype=object)
         self.column = np.full(n, None, dtype=object)
+        self._alive = np.ones(n, dtype=bool)  # rows ``mark`` has not quarantined yet
 
     @property
     def alive(self) -> np.ndarray:
-        """Rows not quarantined so far."""
+        """Rows without a reason so far."""
         return pd.isna(self.reason)
 
     def mark(self, mask, reason: str, column: str | None) -> None:
         """Quarantine the rows of ``mask`` that have no reason yet."""
-        new = np.asarray(mask, dtype=bool) & self.alive
+        new = np.asarray(mask, dtype=bool) & self._alive
         if new.any():
             self.reason[new] = reason
             self.column[new] = column
+            self._alive[new] = False
 
 
 def quarantine_rows(table: str, verdicts: RowVerdicts, ids: pd.Series,

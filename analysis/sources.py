@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -278,6 +279,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if dup:
         raise InputError(f"duplicate column headers {dup}", file=str(path),
                          hint="give every column a distinct name")
+    fast = _read_csv_arrow(data[len(_BOM):] if data.startswith(_BOM) else data, header)
+    if fast is not None:
+        return fast
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
                            na_values=[], skip_blank_lines=True)
@@ -285,6 +289,38 @@ def _read_csv(path: Path) -> pd.DataFrame:
         detail = " ".join(str(e).split())  # one line: pandas' messages end in a newline
         raise InputError(f"cannot be parsed as CSV ({detail})", file=str(path),
                          hint="check the quoting and the number of fields on each line") from None
+
+
+_BOM = b"\xef\xbb\xbf"
+#: A line holding only these characters is blank to pandas (skipped), not to Arrow.
+_BLANK_LINE = re.compile(rb"(?:\A|[\r\n])[ \t\x0b\x0c]+(?=[\r\n]|\Z)")
+
+
+def _read_csv_arrow(data: bytes, header: list[str]) -> pd.DataFrame | None:
+    """The CSV read by Arrow's multi-threaded reader, every cell an Arrow-backed string.
+
+    Gives exactly what ``pandas.read_csv(dtype=str, keep_default_na=False)`` gives
+    (cells as written, "" for empty) when it returns a frame; returns None for the
+    inputs on which the two readers differ (ragged rows, unclosed quotes, lines of
+    only spaces, empty header names), which the pandas reader then reads and reports.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if "" in header or (len(header) == 1 and _BLANK_LINE.search(data)):
+        return None  # with 2+ columns a line of spaces is a ragged row: Arrow rejects it
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={h: pa.string() for h in header}, null_values=[],
+                strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.column_names != header:
+        return None
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
 
 
 def _check_delimiter(header: list[str], path: Path) -> None:
@@ -434,7 +470,12 @@ class DuckDBSource(SqlSource):
     def _fetch(self, con, table: str) -> pd.DataFrame:
         # identifiers cannot be parameters; only contract names reach here
         assert table in TABLES or table == META_TABLE
-        return con.execute(f'SELECT * FROM "{table}"').df()
+        rel = con.sql(f'SELECT * FROM "{table}"')
+        df = rel.df()
+        for col, typ in zip(rel.columns, rel.types):
+            if str(typ) == "VARCHAR":  # strings as a CSV folder gives them (Arrow-backed)
+                df[col] = df[col].astype(pd.StringDtype("pyarrow"))
+        return df
 
     def _location(self, table: str) -> str:
         return f"{self.path}:{table}"
@@ -723,10 +764,31 @@ def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
         df = tables[name]
         h.update(f"table\x1e{name}\x1e{len(df)}\x1e".encode())
         for col in sorted(map(str, df.columns)):
-            values = _canonical(df[col])
             h.update(f"col\x1e{col}\x1e".encode())
-            h.update(hashlib.sha256("\x1f".join(values).encode("utf-8", "surrogatepass")).digest())
+            h.update(hashlib.sha256(_canonical_bytes(df[col])).digest())
     return h.hexdigest()
+
+
+def _canonical_bytes(s: pd.Series) -> bytes:
+    """The column's canonical values joined by \\x1f, UTF-8 encoded."""
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = pa.array(s)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if len(arr) == 0:
+            return b""
+        arr = arr.cast(pa.large_string())
+        blank = pc.or_kleene(pc.is_null(arr), pc.equal(arr, ""))
+        text = pc.if_else(blank, pa.scalar(_NULL, pa.large_string()), arr)
+        joined = pc.binary_join_element_wise(  # every value followed by "\x1f"
+            text, pa.scalar("", pa.large_string()), pa.scalar("\x1f", pa.large_string()))
+        offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
+        start, stop = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
+        return joined.buffers()[2].to_pybytes()[start:stop - 1]
+    return "\x1f".join(_canonical(s)).encode("utf-8", "surrogatepass")
 
 
 def _canonical(s: pd.Series) -> list[str]:

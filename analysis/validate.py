@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -83,16 +84,20 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
     as_of_ts = as_of_ts.normalize()
     raise_problems(structure_problems(raw.tables, raw.locations))
     clean: dict[str, pd.DataFrame] = {}
-    seen: dict[str, pd.DataFrame] = {}  # typed frame of every row read, per table
+    parents: dict[str, _Parent] = {}  # keys of the tables others refer to
     quarantined, counts = [], {}
     for name, table in TABLES.items():
         if name not in raw.tables:
             continue
-        frame = raw.tables[name].reset_index(drop=True)
-        typed, verdicts, ids = _check_table(table, frame, as_of_ts, clean, seen)
+        frame = raw.tables[name]
+        if not frame.index.equals(pd.RangeIndex(len(frame))):
+            frame = frame.set_axis(pd.RangeIndex(len(frame)), copy=False)
+        typed, verdicts, ids = _check_table(table, frame, as_of_ts, parents)
         keep = verdicts.alive
-        clean[name] = _finish(table, typed.loc[keep])
-        seen[name] = typed
+        clean[name] = _finish(table, typed, keep)
+        if name in ENTITY:
+            parents[name] = _Parent.of(table, typed, clean[name])
+        del typed
         q = quarantine_rows(name, verdicts, ids, frame)
         quarantined.append(q)
         counts[name] = (len(frame), int(keep.sum()), len(q))
@@ -113,19 +118,47 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
         fingerprint=raw.fingerprint, locations=dict(raw.locations))
 
 
+@dataclass
+class _Parent:
+    """What children need of a referenced table: its ids, read and used."""
+
+    known: pd.Index  # distinct non-null ids of every row read
+    used: np.ndarray  # per ``known`` id: whether a used row has it
+    teams: pd.Index | None = None  # reps only: every team_id named by a row read
+
+    @classmethod
+    def of(cls, table: Table, typed: pd.DataFrame, clean: pd.DataFrame) -> _Parent:
+        """The keys of ``table`` (all rows ``typed``, used rows ``clean``)."""
+        known = pd.Index(typed[table.id_column].dropna().unique(), dtype=object)
+        used = known.isin(clean[table.id_column])
+        teams = None
+        if table.name == "reps":
+            teams = pd.Index(typed["team_id"].dropna().unique(), dtype=object)
+        return cls(known, used, teams)
+
+    def lookup(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(known, used) masks of ``values``."""
+        pos = self.known.get_indexer(values)
+        known = pos >= 0
+        return known, known & self.used[np.where(known, pos, 0)]
+
+
 def _check_table(table: Table, frame: pd.DataFrame, as_of: pd.Timestamp,
-                 clean: dict[str, pd.DataFrame], seen: dict[str, pd.DataFrame]):
+                 parents: dict[str, _Parent]):
     """Typed frame (all rows), verdicts and row identifiers for one table."""
     cols = [c for c in table.columns if c.name in frame.columns]
     parsed = {c.name: parse_column(frame[c.name], c) for c in cols}
     typed = pd.DataFrame({n: p.values for n, p in parsed.items()}, index=frame.index)
+    for p in parsed.values():  # the frame holds the values now; keep the masks only
+        p.values = None
     verdicts = RowVerdicts(len(frame))
     ids = _row_ids(table, typed)
     _check_identity(table, frame, typed, parsed, verdicts)
     _check_parsing(cols, parsed, verdicts)
+    del parsed
     _check_columns(table, cols, typed, as_of, verdicts)
     _check_rows(table.name, typed, verdicts)
-    _check_references(table, typed, verdicts, clean, seen)
+    _check_references(table, typed, verdicts, parents)
     if table.name == "plan_assignments":
         _check_overlaps(typed, verdicts)
     return typed, verdicts, ids
@@ -147,17 +180,24 @@ def _row_ids(table: Table, typed: pd.DataFrame) -> pd.Series:
 def _check_identity(table, frame, typed, parsed, verdicts) -> None:
     """Missing ids, conflicting duplicate ids, identical duplicate rows."""
     contract_cols = list(typed.columns)
-    identical = frame[contract_cols].duplicated(keep="first").to_numpy()  # exactly as read
     if not _has_id(table):
+        identical = frame[contract_cols].duplicated(keep="first").to_numpy()  # exactly as read
         verdicts.mark(identical, "duplicate row", None)
         return
     key = table.id_column
     verdicts.mark(parsed[key].null, "missing id", key)
     ids = typed[key]
+    # rows identical as read share their id cell, hence their parsed id (or its absence):
+    # only rows whose id repeats can be copies of one another
+    repeats = ids.duplicated(keep=False).to_numpy()
+    identical = np.zeros(len(ids), dtype=bool)
+    if not repeats.any():
+        return
+    identical[repeats] = frame.loc[repeats, contract_cols].duplicated(keep="first").to_numpy()
     distinct = ~identical & ids.notna().to_numpy()
     dup_ids = ids[distinct][ids[distinct].duplicated(keep=False)]
-    conflicting = ids.isin(set(dup_ids)).to_numpy()
-    verdicts.mark(conflicting, "conflicting duplicate id", key)
+    if len(dup_ids):
+        verdicts.mark(ids.isin(dup_ids.unique()).to_numpy(), "conflicting duplicate id", key)
     verdicts.mark(identical, "duplicate row", key)
 
 
@@ -257,7 +297,7 @@ def _check_rows(name: str, typed: pd.DataFrame, verdicts) -> None:
         verdicts.mark(((total - 1.0).abs() > WEIGHT_SUM_TOL).to_numpy(), "weights do not sum to 1", "w_revenue")
 
 
-def _check_references(table: Table, typed, verdicts, clean, seen) -> None:
+def _check_references(table: Table, typed, verdicts, parents: dict[str, _Parent]) -> None:
     """Foreign keys against the parent's used rows ("unknown X" / "X quarantined")."""
     for c in table.columns:
         if c.name not in typed:
@@ -269,17 +309,14 @@ def _check_references(table: Table, typed, verdicts, clean, seen) -> None:
         if not target:
             continue
         parent = target.split(".")[0]
-        if parent not in seen:
+        if parent not in parents:
             continue
-        key = TABLES[parent].id_column
-        values = typed[c.name]
-        known = values.isin(set(seen[parent][key].dropna())).to_numpy()
-        used = values.isin(set(clean[parent][key])).to_numpy()
+        known, used = parents[parent].lookup(typed[c.name])
         verdicts.mark(rows & ~known, f"unknown {ENTITY[parent]}", c.name)
         verdicts.mark(rows & known & ~used, f"{ENTITY[parent]} quarantined", c.name)
-    if table.name == "plan_assignments" and "reps" in seen:
+    if table.name == "plan_assignments" and "reps" in parents:
         # any team a rep row names, used or quarantined: a team is not a row of its own
-        teams = set(seen["reps"]["team_id"].dropna())
+        teams = parents["reps"].teams
         verdicts.mark((typed["team_id"].notna() & ~typed["team_id"].isin(teams)).to_numpy(),
                       "unknown team", "team_id")
 
@@ -300,9 +337,10 @@ def _check_overlaps(typed: pd.DataFrame, verdicts) -> None:
     verdicts.mark(mask, "overlapping plan assignment", "valid_from")
 
 
-def _finish(table: Table, rows: pd.DataFrame) -> pd.DataFrame:
-    """Used rows with the final dtypes of docs/architecture.md, fresh index."""
-    out = rows.reset_index(drop=True).copy()
+def _finish(table: Table, typed: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """Used rows (``keep``) with the final dtypes of docs/architecture.md, fresh index."""
+    out = typed.copy(deep=False) if keep.all() else typed.take(np.flatnonzero(keep))
+    out.index = pd.RangeIndex(len(out))
     for c in table.columns:
         if c.name in out and c.kind == "bool":
             out[c.name] = out[c.name].astype(bool)
