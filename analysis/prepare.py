@@ -192,12 +192,19 @@ def prepare(source: str | None = None, quarter: str | None = None,
         log.info("prepared %s from cache in %.2fs", hit.quarter, time.perf_counter() - t0)
         return hit
 
-    from .sources import open_source
+    from .sources import PostgresSource, open_source
 
-    raw = open_source(spec).read()
-    day = as_of_opt or raw.as_of or date.today()
-    if as_of_opt is None and raw.as_of is None:
-        log.warning("the source states no as-of date and none was given: using today (%s)", day)
+    source = open_source(spec)
+    if isinstance(source, PostgresSource):
+        from .warehouse import Warehouse
+
+        with Warehouse(source) as wh:
+            if wh.mismatch is None:
+                return _prepare_in_warehouse(wh, quarter, as_of_opt, code, key_bytes, t0)
+            log.warning("%s: reading every table and validating in Python (give the column "
+                        "the contract's type to let PostgreSQL do the work)", wh.mismatch)
+    raw = source.read()
+    day = _run_day(as_of_opt, raw.as_of)
     label = resolve_quarter(quarter, day)
     key = f"{raw.fingerprint[:20]}-{label}-{day.isoformat()}-{code[:10]}"
     folder = prepared_dir() / key
@@ -210,6 +217,57 @@ def prepare(source: str | None = None, quarter: str | None = None,
     if index_key is not None:
         _write_index(index_key, key)
     log.info("prepared %s (as of %s) in %.2fs", label, day, time.perf_counter() - t0)
+    return prepared
+
+
+def _run_day(given: date | None, stated: date | None) -> date:
+    """The run's as-of date: given, else stated by the source, else today (warned)."""
+    if given is None and stated is None:
+        log.warning("the source states no as-of date and none was given: using today (%s)",
+                    date.today())
+    return given or stated or date.today()
+
+
+def _prepare_in_warehouse(wh, quarter: str | None, as_of: date | None, code: str,
+                          key: bytes | None, t0: float) -> Prepared:
+    """``prepare`` for a PostgreSQL source whose columns have the contract's types.
+
+    Validation, the as-of cut and the derived tables run in the database
+    (``analysis.warehouse``); only quarantined rows, counts, derived rows and the
+    tables the models read row by row come back.
+    """
+    from .warehouse import SORT_KEYS
+
+    day = _run_day(as_of, wh.as_of)
+    label = resolve_quarter(quarter, day)
+    fingerprint = wh.fingerprint()
+    folder = prepared_dir() / f"{fingerprint[:20]}-{label}-{day.isoformat()}-{code[:10]}"
+    prepared = _load(folder) if (folder / "meta.json").exists() else None
+    if prepared is not None:
+        log.info("prepared %s (as of %s) from cache in %.2fs", label, day,
+                 time.perf_counter() - t0)
+        return prepared
+    built = wh.build(label, day)
+    tables, derived, quarantine = built.tables, built.derived, built.quarantine
+    if key is not None:
+        from .privacy import pseudonymise_quarantine, pseudonymise_tables
+
+        tables = pseudonymise_tables(tables, key)
+        quarantine = pseudonymise_quarantine(quarantine, key)
+        derived = pseudonymise_tables(derived, key)
+        derived = {n: df.sort_values(SORT_KEYS[n], kind="mergesort", ignore_index=True)
+                   if n in SORT_KEYS else df for n, df in derived.items()}
+    quality = quality_counts(list(built.rows_in_warehouse), built.rows_used, quarantine, day)
+    prepared = Prepared(tables=tables, derived=derived,
+                        validated=Validation(quarantine, quality), quarter=label,
+                        as_of=day.isoformat(), fingerprint=fingerprint,
+                        source_description=wh.source.describe())
+    _save_atomic(prepared, folder)
+    prepared.location = folder
+    t = built.transfer
+    log.info("prepared %s (as of %s) in PostgreSQL in %.2fs: %d rows stored, %d rows "
+             "(%.0f kB) sent back in %d queries", label, day, time.perf_counter() - t0,
+             sum(built.rows_in_warehouse.values()), t.rows, t.bytes / 1024, t.queries)
     return prepared
 
 
@@ -263,17 +321,31 @@ def quality_on(view: dict[str, pd.DataFrame], quarantine: pd.DataFrame, validate
     Counts only rows visible on the quarter's last day, so adding later data leaves
     a quarter's findings unchanged (shared/spec/findings.md).
     """
+    tables = list(validated.rows_read)
+    return quality_counts(tables, {t: len(view.get(t, ())) for t in tables}, quarantine,
+                          validated.as_of)
+
+
+def quality_counts(tables: list[str], used: dict[str, int], quarantine: pd.DataFrame,
+                   as_of: date) -> dict:
+    """The data-quality summary from rows used and quarantined rows (both visible ones).
+
+    Parameters
+    ----------
+    tables : the tables read, in contract order.
+    used : clean rows visible on the quarter's last day, per table.
+    quarantine : quarantined rows visible on that day.
+    as_of : the data's as-of date.
+    """
     from .quarantine import ValidatedData
 
-    tables = list(validated.rows_read)
-    used = {t: len(view.get(t, ())) for t in tables}
     held = {t: int((quarantine["table"] == t).sum()) for t in tables}
     by_reason = {t: {str(r): int(c) for r, c in quarantine.loc[quarantine["table"] == t, "reason"]
                      .value_counts(sort=False).items()} for t in tables}
-    return ValidatedData(tables=view, quarantine=quarantine,
+    return ValidatedData(tables={}, quarantine=quarantine,
                          rows_read={t: used[t] + held[t] for t in tables}, rows_used=used,
                          rows_quarantined=held, by_reason=by_reason,
-                         as_of=validated.as_of).data_quality()
+                         as_of=as_of).data_quality()
 
 
 # ---------------------------------------------------------------- cache keys
