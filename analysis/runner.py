@@ -345,6 +345,7 @@ class _Job:
         self.index, self.nb, self.entry, self.parameters = index, nb, entry, parameters
         self.independent, self.position = independent, position
         self.watch = _KernelWatch()
+        self.go = threading.Event()  # its turn has come (set at once unless started ahead)
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.t0 = 0.0
@@ -388,16 +389,29 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
     errors: dict[int, NotebookError] = {}
     unexported: list[_Job] = []  # succeeded, analyst report not written yet
     completed: queue.Queue[_Job] = queue.Queue()
+    ahead: list[_Job] = []  # kernel started ahead of its notebook's turn (at most one)
+
+    def start_ready() -> None:
+        while (pending and not errors and len(running) < jobs
+               and _ready(pending[0], plan, finished)):
+            job = pending.pop(0)
+            running[job.index] = job
+            if ahead and ahead[0] is job:
+                ahead.clear()
+            else:
+                _start(job, staging, timeout, env, engine, completed)
+            _go(job, level)
+        if pending and not errors and not ahead and len(running) < jobs:
+            # a core is free but the next notebook must wait: start its kernel now
+            ahead.append(pending[0])
+            _start(pending[0], staging, timeout, env, engine, completed)
+
     try:
         while pending or running:
-            while (pending and not errors and len(running) < jobs
-                   and _ready(pending[0], plan, finished)):
-                job = pending.pop(0)
-                running[job.index] = job
-                _start(job, staging, timeout, env, engine, completed, level)
+            start_ready()
             if not running:
                 break
-            job = _next_done(completed)
+            job = _next_done(completed, running)
             del running[job.index]
             finished.add(job.index)
             error = _outcome(job, timeout, level)
@@ -406,14 +420,11 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
                 continue
             after_each()
             unexported.append(job)
-            while (pending and not errors and len(running) < jobs
-                   and _ready(pending[0], plan, finished)):
-                nxt = pending.pop(0)
-                running[nxt.index] = nxt
-                _start(nxt, staging, timeout, env, engine, completed, level)
+            start_ready()
             export_html(staging / job.nb.name)
             unexported.remove(job)
     except KeyboardInterrupt as e:
+        _discard(ahead)
         stopped = _stop(list(running.values()), reason=e)
         for job in unexported:  # what ran before the stop is kept with its analyst report
             with contextlib.suppress(Exception):
@@ -424,18 +435,39 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
             log.log(level, "%s %s interrupted (%.1f s)", j.position, j.nb.stem, j.seconds)
         interrupted = type(e)(f"{what} in {where}" if where else (str(e) or what))
         raise interrupted from None
+    _discard(ahead)
     if errors:
         raise errors[min(errors)]
 
 
-def _start(job: _Job, staging: Path, timeout: float, env: dict[str, str], engine: str,
-           completed: queue.Queue, level: int) -> None:
-    """Start executing one notebook in a worker thread; ``completed`` gets it when done.
+def _go(job: _Job, level: int) -> None:
+    """Let a started notebook execute: its turn has come."""
+    log.log(level, "%s %s ...", job.position, job.nb.stem)
+    job.entry["status"] = "running"
+    job.t0 = time.perf_counter()
+    job.go.set()
 
-    Papermill runs in a worker so that signals reach the main thread (papermill's own
-    event loop would swallow Ctrl-C, shut the kernel down and leave tasks behind).
+
+def _discard(ahead: list[_Job]) -> None:
+    """Stop a kernel started ahead for a notebook that will not run (failure, Ctrl-C)."""
+    for job in ahead:
+        job.watch.cancel("discarded")
+        job.done.wait(INTERRUPT_GRACE)
+    ahead.clear()
+
+
+def _start(job: _Job, staging: Path, timeout: float, env: dict[str, str], engine: str,
+           completed: queue.Queue) -> None:
+    """Start a notebook's kernel in a worker thread, which executes it once ``job.go`` is
+    set; ``completed`` gets the job when it is done.
+
+    The kernel imports the modules the notebook imports (:func:`preload_lines`) while
+    it waits, so a notebook started ahead of its turn loses no time to them. Papermill
+    runs in the worker so that signals reach the main thread (papermill's own event
+    loop would swallow Ctrl-C, shut the kernel down and leave tasks behind).
     """
     import papermill
+    from jupyter_core.utils import run_sync
 
     job.target = target = staging / job.nb.name
     watch = job.watch
@@ -443,25 +475,35 @@ def _start(job: _Job, staging: Path, timeout: float, env: dict[str, str], engine
                   "PYTHONPATH": _python_path()}
     manager = _logging_kernel_manager(staging / LOG_DIR / f"{job.nb.stem}.kernel.log", watch,
                                       env=kernel_env, cwd=staging)
-    log.log(level, "%s %s ...", job.position, job.nb.stem)
-    job.entry["status"] = "running"
-    job.t0 = time.perf_counter()
 
     def work() -> None:
         import asyncio
 
+        km = None
         try:
-            # cwd None: papermill would chdir this whole process; the kernel gets its own
+            km = manager(kernel_name="python3")
+            try:
+                run_sync(km.start_kernel)(extra_arguments=preload_lines(job.nb))
+            finally:
+                while not job.go.wait(0.1) and not watch.cancelled.is_set():
+                    pass
+            if watch.cancelled.is_set() and not job.go.is_set():
+                return
+            # cwd None: papermill would chdir this whole process; the kernel has its own
             papermill.execute_notebook(
                 str(job.nb), str(target), parameters=job.parameters, kernel_name="python3",
                 progress_bar=False, log_output=False, cwd=None,
                 execution_timeout=timeout, request_save_on_cell_execute=False,
-                engine_name=engine, kernel_manager_class=manager,
+                engine_name=engine, km=km,
                 on_failure=lambda executed, exc: _save_failed(executed, target, exc, watch,
                                                               timeout))
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
             job.error = e
-        finally:  # the thread's own event loop (jupyter_core made one): release it
+        finally:
+            if km is not None and (job.error is not None or not job.go.is_set()):
+                with contextlib.suppress(Exception):  # the client did not shut it down
+                    run_sync(km.shutdown_kernel)(now=True)
+            # the thread's own event loop (jupyter_core made one): release it
             with contextlib.suppress(Exception):
                 loop = asyncio.get_event_loop_policy().get_event_loop()
                 if not loop.is_running():
@@ -472,13 +514,55 @@ def _start(job: _Job, staging: Path, timeout: float, env: dict[str, str], engine
     threading.Thread(target=work, name=f"kpisat-{job.nb.stem}", daemon=True).start()
 
 
-def _next_done(completed: queue.Queue) -> _Job:
-    """The next notebook to finish (a short-timeout wait, so signals are handled)."""
+def preload_lines(notebook: Path) -> list[str]:
+    """Kernel arguments importing, at start-up, the modules the notebook imports.
+
+    Only modules named by the notebook's own top-level ``import`` statements, imported
+    without binding any name (the notebook's namespace is as if nothing ran), so the
+    notebook behaves exactly as it would in a fresh kernel.
+    """
+    import ast
+    import json
+
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return []
+    modules: list[str] = []
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        source = "".join(cell.get("source", ""))
+        source = "\n".join(ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                modules += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                # `from package import module` names modules too (the rest are skipped)
+                modules += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+    modules = list(dict.fromkeys(modules))
+    if not modules:
+        return []
+    code = (f"import importlib as _kpisat_importlib\nfor _kpisat_module in {modules!r}:\n"
+            "    try:\n        _kpisat_importlib.import_module(_kpisat_module)\n"
+            "    except ImportError:\n        pass\n"
+            "del _kpisat_importlib, _kpisat_module")
+    return ["--IPKernelApp.exec_lines=" + json.dumps([code])]
+
+
+def _next_done(completed: queue.Queue, running: dict[int, _Job]) -> _Job:
+    """The next running notebook to finish (short waits, so signals are handled)."""
     while True:
         try:
-            return completed.get(timeout=0.2)
+            job = completed.get(timeout=0.2)
         except queue.Empty:
             continue
+        if job.index in running:  # not a kernel started ahead and discarded
+            return job
 
 
 def _outcome(job: _Job, timeout: float, level: int) -> NotebookError | None:
@@ -585,6 +669,22 @@ def _engine_name() -> str:
     from papermill.engines import NBClientEngine, papermill_engines
 
     class KeepingEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, km=None, log_output=False,
+                                     stdout_file=None, stderr_file=None, start_timeout=60,
+                                     execution_timeout=None, **kwargs):
+            """Papermill's, with a kernel started ahead: the client owns it (shuts it down)."""
+            from papermill.clientwrap import PapermillNotebookClient
+            from papermill.engines import logger
+
+            kwargs.pop("input_path", None)
+            client = PapermillNotebookClient(
+                nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
+                kernel_name=kernel_name, log=logger, log_output=log_output,
+                stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
+            client.owns_km = True
+            return client.execute()
+
         @classmethod
         def execute_notebook(cls, nb, kernel_name, on_failure=None, **kwargs):
             try:
