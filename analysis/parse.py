@@ -65,7 +65,7 @@ def parse_column(raw: pd.Series, col: Column) -> Parsed:
     null = raw.isna().to_numpy()
     if is_text.any():
         null = null | (text.str.len() == 0).to_numpy(dtype=bool, na_value=False)
-    parser = {"id": _parse_str, "str": _parse_str, "enum": _parse_str, "date": _parse_date,
+    parser = {"id": _parse_id, "str": _parse_str, "enum": _parse_str, "date": _parse_date,
               "float": _parse_float, "int": _parse_int, "bool": _parse_bool}[col.kind]
     values, bad, oor = parser(raw, text, is_text, null)
     return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null)
@@ -76,7 +76,7 @@ def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     n = len(raw)
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
         return pd.Series(pd.NA, index=raw.index, dtype=_TEXT), np.zeros(n, bool)
-    if _is_arrow_text(raw):  # CSV cells as read by sources: strings already
+    if is_arrow_text(raw):  # CSV cells as read by sources: strings already
         text = raw.astype(_TEXT)
         return text.str.strip(), text.notna().to_numpy()
     obj = raw if raw.dtype == object else raw.astype(object)
@@ -93,13 +93,23 @@ def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
 _TEXT = "string[pyarrow]"
 
 
-def _is_arrow_text(raw: pd.Series) -> bool:
-    """Whether ``raw`` holds Arrow-backed strings (pandas ``string[pyarrow]`` or ``ArrowDtype``)."""
+def is_arrow_text(raw: pd.Series) -> bool:
+    """Whether ``raw`` holds Arrow-backed strings (pandas ``string[pyarrow]`` or ``ArrowDtype``).
+
+    Parameters
+    ----------
+    raw : Series
+        A column as read.
+
+    Returns
+    -------
+    bool
+    """
     dtype = raw.dtype
     if isinstance(dtype, pd.StringDtype):
         return dtype.storage == "pyarrow"
-    return isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype) \
-        or isinstance(dtype, pd.ArrowDtype) and pa.types.is_large_string(dtype.pyarrow_dtype)
+    return isinstance(dtype, pd.ArrowDtype) and (pa.types.is_string(dtype.pyarrow_dtype)
+                                                 or pa.types.is_large_string(dtype.pyarrow_dtype))
 
 
 def _by_unique(text: pd.Series, fn, *, with_na: bool = False):
@@ -134,9 +144,13 @@ def _none(n: int) -> np.ndarray:
     return np.zeros(n, bool)
 
 
-def _parse_str(raw, text, is_text, null):
-    if _is_arrow_text(raw):  # one Python object per distinct string, not per cell
-        values = pa.array(raw).to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
+def _parse_id(raw, text, is_text, null):
+    return _parse_str(raw, text, is_text, null, distinct=True)
+
+
+def _parse_str(raw, text, is_text, null, *, distinct=False):
+    if is_arrow_text(raw):
+        values = _python_strings(pa.array(raw), distinct)
     else:
         values = raw.to_numpy(dtype=object, copy=True)
     others = ~is_text & ~null
@@ -144,6 +158,18 @@ def _parse_str(raw, text, is_text, null):
         values[others] = [_render(v) for v in values[others]]
     values[null] = None
     return pd.Series(values, index=raw.index, dtype=object), _none(len(raw)), _none(len(raw))
+
+
+def _python_strings(cells, distinct: bool) -> np.ndarray:
+    """Arrow strings as an object array (None for null).
+
+    Columns that repeat values (references, categories) get one Python object per
+    distinct string; a table's own ids (``distinct``) skip the costly
+    de-duplication. The values are the same either way.
+    """
+    if distinct:
+        return cells.to_numpy(zero_copy_only=False)
+    return cells.to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
 
 
 def _render(v) -> str:

@@ -27,11 +27,14 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 
 from .config import WEIGHT_SUM_TOL, WEIGHTS
 from .contract import TABLES, Column, Table
 from .errors import ParameterError
-from .parse import CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, parse_column
+from .parse import (CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, is_arrow_text,
+                    parse_column)
 from .quarantine import QUARANTINE_COLUMNS, RowVerdicts, ValidatedData, quarantine_rows
 from .sources import RawData, raise_problems, structure_problems
 
@@ -136,9 +139,18 @@ class _Parent:
             teams = pd.Index(typed["team_id"].dropna().unique(), dtype=object)
         return cls(known, used, teams)
 
-    def lookup(self, values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(known, used) masks of ``values``."""
-        pos = self.known.get_indexer(values)
+    def lookup(self, values: pd.Series, raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """(known, used) masks of the parsed ``values`` of the column read as ``raw``.
+
+        Arrow-backed text is looked up as read (a present id parses to its own text),
+        without hashing millions of Python strings.
+        """
+        if is_arrow_text(raw):
+            cells = pyarrow.array(raw)
+            found = pc.index_in(cells, value_set=pyarrow.array(self.known.to_numpy(), cells.type))
+            pos = pc.fill_null(found, -1).to_numpy()
+        else:
+            pos = self.known.get_indexer(values)
         known = pos >= 0
         return known, known & self.used[np.where(known, pos, 0)]
 
@@ -158,7 +170,7 @@ def _check_table(table: Table, frame: pd.DataFrame, as_of: pd.Timestamp,
     del parsed
     _check_columns(table, cols, typed, as_of, verdicts)
     _check_rows(table.name, typed, verdicts)
-    _check_references(table, typed, verdicts, parents)
+    _check_references(table, typed, frame, verdicts, parents)
     if table.name == "plan_assignments":
         _check_overlaps(typed, verdicts)
     return typed, verdicts, ids
@@ -297,7 +309,7 @@ def _check_rows(name: str, typed: pd.DataFrame, verdicts) -> None:
         verdicts.mark(((total - 1.0).abs() > WEIGHT_SUM_TOL).to_numpy(), "weights do not sum to 1", "w_revenue")
 
 
-def _check_references(table: Table, typed, verdicts, parents: dict[str, _Parent]) -> None:
+def _check_references(table: Table, typed, frame, verdicts, parents: dict[str, _Parent]) -> None:
     """Foreign keys against the parent's used rows ("unknown X" / "X quarantined")."""
     for c in table.columns:
         if c.name not in typed:
@@ -311,7 +323,7 @@ def _check_references(table: Table, typed, verdicts, parents: dict[str, _Parent]
         parent = target.split(".")[0]
         if parent not in parents:
             continue
-        known, used = parents[parent].lookup(typed[c.name])
+        known, used = parents[parent].lookup(typed[c.name], frame[c.name])
         verdicts.mark(rows & ~known, f"unknown {ENTITY[parent]}", c.name)
         verdicts.mark(rows & known & ~used, f"{ENTITY[parent]} quarantined", c.name)
     if table.name == "plan_assignments" and "reps" in parents:
