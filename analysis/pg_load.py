@@ -45,7 +45,8 @@ PG_TYPES = {"id": "text", "str": "text", "enum": "text", "date": "date",
 _BLOCK = 1 << 20
 
 
-def load_folder(folder: str | Path, url: str, schema: str | None = None) -> dict[str, int]:
+def load_folder(folder: str | Path, url: str, schema: str | None = None, *,
+                typed: bool = True) -> dict[str, int]:
     """Replace the canonical tables in ``schema`` by the CSV files of ``folder``.
 
     Parameters
@@ -57,6 +58,9 @@ def load_folder(folder: str | Path, url: str, schema: str | None = None) -> dict
     schema : str, optional
         Target schema, created if missing; default the URL's ``?schema=``, else
         ``KPISAT_PG_SCHEMA``, else ``public``.
+    typed : bool
+        False: every column ``text``, cells kept as written (a raw staging copy; the
+        warehouse path then validates in Python, as for a folder).
 
     Returns
     -------
@@ -89,7 +93,7 @@ def load_folder(folder: str | Path, url: str, schema: str | None = None) -> dict
             with con.transaction():
                 _create_schema(con, target.schema)
                 for name, path in files.items():
-                    counts[name] = _load_csv(con, target.schema, name, path)
+                    counts[name] = _load_csv(con, target.schema, name, path, typed)
                 _write_meta(con, target.schema, as_of)
         except psycopg.errors.DataError as e:
             raise _cell_error(e, files) from None
@@ -109,12 +113,12 @@ def _create_schema(con, schema: str) -> None:
     con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
-def _load_csv(con, schema: str, name: str, path: Path) -> int:
+def _load_csv(con, schema: str, name: str, path: Path, typed: bool = True) -> int:
     """Create ``schema.name`` with the CSV's columns (typed by the contract) and COPY it in."""
     from psycopg import sql
 
     header = _header(path)
-    kinds = {c.name: c.kind for c in TABLES[name].columns}
+    kinds = {c.name: c.kind for c in TABLES[name].columns} if typed else {}
     table = sql.Identifier(schema, name)
     columns = sql.SQL(", ").join(sql.Identifier(h) for h in header)
     con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
