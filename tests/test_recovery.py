@@ -51,11 +51,11 @@ def test_every_true_effect_is_estimated(recovery):
 
 @pytest.mark.xfail(
     strict=True, raises=AssertionError,
-    reason="seed 7 draw, not the intervals: with CR3 jackknife errors (t(G-1)) 26/30 true "
-           "effects are covered (25/30 with CRV1); the misses are |z| = 2.2-3.0 "
-           "(bookings, complaints, renewal w_complaints; nps w_process), while over 20 "
-           "simulated companies at the same scale the CR3 intervals cover 0.93-1.00 per "
-           "outcome, 0.96 overall (docs/models.md)")
+    reason="seed 7 draw, not the intervals: 26/30 true effects inside their CR3 intervals "
+           "(misses |z| = 2.2-3.0: bookings, complaints, renewal w_complaints; nps "
+           "w_process). Over generator seeds 1-20 at the sample's size 18 of 20 companies "
+           "pass and 0.958 of all intervals cover (python -m benchmarks.recovery_seeds); "
+           "seed 7 is one of the two that do not. The seed is not changed to pass a test.")
 def test_intervals_cover_the_truth(recovery):
     share = recovery["covered"].mean()
     missed = recovery.loc[~recovery["covered"], ["outcome", "term", "truth", "estimate",
