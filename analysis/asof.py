@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 #: Table -> the date column a row must not begin after.
@@ -65,10 +66,15 @@ def as_of_view(tables: dict[str, pd.DataFrame], day: date) -> dict[str, pd.DataF
     d = pd.Timestamp(day).normalize()
     out = {}
     for name, df in tables.items():
-        view = df
+        visible = None
         if name in VISIBLE_FROM and VISIBLE_FROM[name] in df:
-            view = df.loc[~(df[VISIBLE_FROM[name]] > d).to_numpy()]
-        view = view.reset_index(drop=True).copy()
+            visible = ~(df[VISIBLE_FROM[name]] > d).to_numpy()
+        # one private copy: every row, or the visible rows only
+        if visible is None or visible.all():
+            view = df.copy()
+        else:
+            view = df.take(np.flatnonzero(visible))
+        view.index = pd.RangeIndex(len(view))
         _forget_later_facts(name, view, d)
         out[name] = view
     return out

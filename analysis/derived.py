@@ -35,6 +35,7 @@ from importlib import resources
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from .config import WEIGHTS
 from .contract import TABLES
@@ -239,21 +240,24 @@ class _Workspace:
         for block in block_order(name):
             self.ensure(block)
         sql = read_sql(name)
-        # via Arrow: two to three times faster than .df() on a million-row result
-        df = self.con.sql(sql, params=self._params(sql)).to_arrow_table().to_pandas(
-            date_as_object=False)
-        return tidy_result(name, df)
+        # via Arrow: two to three times faster than .df() on a million-row result;
+        # dates become datetime64[ns] in Arrow, without a pandas round trip
+        result = self.con.sql(sql, params=self._params(sql)).to_arrow_table()
+        result = result.cast(pa.schema([
+            f.with_type(pa.timestamp("ns")) if pa.types.is_date(f.type) else f
+            for f in result.schema]))
+        return tidy_result(name, result.to_pandas(date_as_object=False))
 
 
 def tidy_result(name: str, df: pd.DataFrame) -> pd.DataFrame:
     """Give the result of ``sql/<name>.sql`` its documented dtypes."""
     for column in _INT_COLUMNS.get(name, ()):
-        df[column] = df[column].astype("int64")
+        df[column] = df[column].astype("int64", copy=False)
     for column in _DATE_COLUMNS.get(name, ()):
-        df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]")
+        df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]", copy=False)
     for column in (*WEIGHTS, *_FLOAT_COLUMNS.get(name, ())):
         if column in df:
-            df[column] = df[column].astype("float64")
+            df[column] = df[column].astype("float64", copy=False)
     return df
 
 
