@@ -273,7 +273,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
         line = text[:text.index("\x00")].count("\n") + 1
         raise InputError(f"contains a NUL byte (line {line})", file=str(path),
                          hint="the file is binary or UTF-16: export it again as CSV UTF-8")
-    header = next(csv.reader(io.StringIO(text)))
+    header = next(csv.reader(_lines(text)))
     _check_delimiter(header, path)
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
@@ -289,6 +289,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
         detail = " ".join(str(e).split())  # one line: pandas' messages end in a newline
         raise InputError(f"cannot be parsed as CSV ({detail})", file=str(path),
                          hint="check the quoting and the number of fields on each line") from None
+
+
+def _lines(text: str):
+    """The lines of ``text`` one at a time, split as ``io.StringIO`` splits them, without
+    copying the whole text (the header needs only the first)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 _BOM = b"\xef\xbb\xbf"
