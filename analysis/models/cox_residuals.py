@@ -11,7 +11,12 @@ gives these for (start, stop] rows with strata.
 
 The risk-set sums at the K event times come from one sparse (K+1)×n entry/exit
 matrix (row i enters at the first event after its start, leaves after its stop,
-within its stratum), so the cost is O(nnz(X)·p) with no per-event loops.
+within its stratum), so the cost is O(n·p) per column of X, with no per-event loops.
+
+The same sums give the Efron score and information at any β
+(:func:`efron_derivatives`); :mod:`analysis.models.coxph` uses them only to find
+the point at which lifelines' own Newton–Raphson starts, and :func:`rows_at_risk`
+names the rows that enter the partial likelihood at all.
 """
 
 from __future__ import annotations
@@ -40,10 +45,26 @@ class CoxResiduals:
     loglik: float
 
 
-class _RiskSets:
-    """β-independent bookkeeping: sort orders, event-time keys, Efron tie ranks."""
+def rows_at_risk(start, stop, event, strata=None) -> np.ndarray:
+    """Which rows are at risk at some event time of their stratum (events included).
 
-    def __init__(self, start, stop, event, strata):
+    A row whose interval (start, stop] holds no event time of its stratum is in no
+    risk set: it adds nothing to the partial likelihood, its derivatives, or any
+    score or Schoenfeld residual (its score residual is exactly zero). Dropping
+    such rows changes none of them.
+    """
+    rs = _RiskSets(start, stop, event, strata, bookkeeping_only=True)
+    return (rs.hi > rs.lo) | rs.event
+
+
+class _RiskSets:
+    """β-independent bookkeeping: sort orders, event-time keys, Efron tie ranks.
+
+    ``bookkeeping_only`` stops after the event keys and each row's risk interval
+    (``lo``, ``hi``), without the sparse entry/exit matrices.
+    """
+
+    def __init__(self, start, stop, event, strata, bookkeeping_only: bool = False):
         start, stop = np.asarray(start, float), np.asarray(stop, float)
         event = np.asarray(event).astype(bool)
         if np.any(stop <= start):
@@ -69,6 +90,8 @@ class _RiskSets:
         # event keys within each row's risk interval (start, stop]: indices lo..hi-1
         self.hi = np.searchsorted(self.ukey, self.key_stop, side="right")
         self.lo = np.searchsorted(self.ukey, self.key_start, side="right")
+        if bookkeeping_only:
+            return
         self.event_times = stop[self.ev_sorted]
         # Row i enters the risk set at event index lo_i and leaves at hi_i: the
         # at-risk sum at event k is the cumulative sum over m <= k of (entries - exits).
@@ -81,15 +104,12 @@ class _RiskSets:
             (np.ones(len(self.ev_sorted)), (self.k_sorted, self.ev_sorted)), shape=(k, n))
 
     def at_risk_sums(self, v) -> np.ndarray:
-        """Σ over rows at risk at each event key of ``v`` (n,) or (n, p), dense or sparse."""
-        out = self.enter_exit @ v
-        out = out.toarray() if sparse.issparse(out) else out
-        return np.cumsum(out, axis=0)[:-1]
+        """Σ over rows at risk at each event key of ``v`` (n,) or (n, p)."""
+        return np.cumsum(self.enter_exit @ v, axis=0)[:-1]
 
     def tied_sums(self, v) -> np.ndarray:
         """Σ over the events tied at each event key of ``v`` (n,) or (n, p)."""
-        out = self.tied @ v
-        return out.toarray() if sparse.issparse(out) else out
+        return self.tied @ v
 
     def over_risk_interval(self, per_key: np.ndarray) -> np.ndarray:
         """For each row, Σ of ``per_key`` over the event keys in its (start, stop]."""
@@ -102,7 +122,7 @@ def _efron_terms(rs: _RiskSets, x, beta: np.ndarray) -> dict:
     eta = x @ beta
     shift = float(eta.max())            # exp(η − shift): no overflow; loglik corrected below
     r = np.exp(eta - shift)
-    rx = x.multiply(r[:, None]).tocsr()
+    rx = x * r[:, None]
     s0, s1 = rs.at_risk_sums(r), rs.at_risk_sums(rx)
     sd0, sd1 = rs.tied_sums(r), rs.tied_sums(rx)
     k, f = rs.k_sorted, rs.frac
@@ -115,23 +135,47 @@ def _efron_terms(rs: _RiskSets, x, beta: np.ndarray) -> dict:
     return dict(r=r, s1=s1, sd1=sd1, loglik=loglik, **terms)
 
 
-def efron_residuals(start, stop, event, x, beta, strata=None) -> CoxResiduals:
+def efron_derivatives(rs: _RiskSets, x: np.ndarray, beta: np.ndarray
+                      ) -> tuple[float, np.ndarray, np.ndarray]:
+    """Efron partial log-likelihood, score and information (minus the Hessian) at ``beta``.
+
+    With D_j = S0 − f_j·SD0 for the j-th of the d events tied at a key (f_j = rank/d)
+    and N1, N2 the same combinations of Σ r·x and Σ r·x·xᵀ, the information is
+    Σ_j N2_j/D_j − N1_j N1_jᵀ/D_j². The Σ r·x·xᵀ over a risk set is never formed:
+    Σ_k a1_k·S2_k = Xᵀ diag(r·A1) X with A1_i the sum of a1 over row i's risk
+    interval, and the tied part runs over the event rows only.
+    """
+    t = _efron_terms(rs, x, np.asarray(beta, float))
+    s1, sd1, r = t["s1"], t["sd1"], t["r"]
+    ev, kr = rs.ev_rows, rs.k_of_row[rs.ev_rows]
+    x_ev = x[ev]
+    score = x_ev.sum(0) - (s1.T @ t["a1"] - sd1.T @ t["a2"])
+    w_all = r * rs.over_risk_interval(t["a1"])
+    n2 = x.T @ (x * w_all[:, None]) - x_ev.T @ (x_ev * (r[ev] * t["a2"][kr])[:, None])
+    cross = (s1.T * t["b2"]) @ sd1
+    n1n1 = (s1.T * t["b1"]) @ s1 - cross - cross.T + (sd1.T * t["b3"]) @ sd1
+    return t["loglik"], score, n2 - n1n1
+
+
+def efron_residuals(start, stop, event, x, beta, strata=None, *,
+                    risk_sets: _RiskSets | None = None) -> CoxResiduals:
     """Score and Schoenfeld residuals of an Efron Cox model at coefficients ``beta``.
 
     Parameters
     ----------
     start, stop : (n,) risk interval (start, stop] of each row; start < stop.
     event : (n,) 1 if the event happens at ``stop``.
-    x : (n, p) covariates (constant within a row's interval), dense or scipy.sparse.
+    x : (n, p) covariates (constant within a row's interval).
     beta : (p,) coefficients, normally a library's maximum partial likelihood estimate.
     strata : (n,) integer stratum codes, or None.
+    risk_sets : the :class:`_RiskSets` of these rows if already built (saves the work).
 
     Returns
     -------
     CoxResiduals
     """
-    x = sparse.csr_matrix(x, dtype=float)
-    rs = _RiskSets(start, stop, event, strata)
+    x = np.asarray(x, dtype=float)
+    rs = _RiskSets(start, stop, event, strata) if risk_sets is None else risk_sets
     t = _efron_terms(rs, x, np.asarray(beta, float))
     s1, sd1 = t["s1"], t["sd1"]
     d = rs.d[:, None]
@@ -143,8 +187,8 @@ def efron_residuals(start, stop, event, x, beta, strata=None) -> CoxResiduals:
     ev, kr = rs.ev_rows, rs.k_of_row[rs.ev_rows]
     a1_row[ev] -= t["a2"][kr]
     g_row[ev] -= own[kr]
-    score = -t["r"][:, None] * (x.multiply(a1_row[:, None]).toarray() - g_row)
-    score[ev] += x[ev].toarray() - xbarbar[kr]
-    schoen = x[rs.ev_sorted].toarray() - xbarbar[rs.k_sorted]
+    score = -t["r"][:, None] * (x * a1_row[:, None] - g_row)
+    score[ev] += x[ev] - xbarbar[kr]
+    schoen = x[rs.ev_sorted] - xbarbar[rs.k_sorted]
     return CoxResiduals(score=score, schoenfeld=schoen, event_times=rs.event_times,
                         loglik=t["loglik"])

@@ -1,16 +1,29 @@
 """Cox proportional hazards on (start, stop] rows: lifelines fits, we add the sandwich.
 
 The coefficients, the model-based variance (inverse information) and the partial
-log-likelihood come from lifelines ``CoxPHFitter`` with ``entry_col`` (delayed
-entry: row i is at risk on (start_i, stop_i]) and ``strata`` — the same Efron
-partial likelihood as R ``coxph(Surv(start, stop, event) ~ ... + strata(s))``
-(lifelines evaluates it with ``CoxTimeVaryingFitter``'s risk sets
+log-likelihood come from lifelines' Newton–Raphson for ``CoxPHFitter`` with
+``entry_col`` (delayed entry: row i is at risk on (start_i, stop_i]) and ``strata``
+— the same Efron partial likelihood as R ``coxph(Surv(start, stop, event) ~ ... +
+strata(s))`` (lifelines evaluates it with ``CoxTimeVaryingFitter``'s risk sets
 ``start < t <= stop``). What lifelines does not give is a cluster-robust variance
 that respects delayed entry: its ``cluster_col`` residuals assume every row is at
 risk from time 0. :func:`cox_fit` therefore adds the per-row score residuals of
 :mod:`analysis.models.cox_residuals` at lifelines' coefficients, and
 :meth:`CoxFit.cov_robust` turns their cluster sums into the Lin–Wei sandwich with
 lifelines' variance matrix as the bread.
+
+Speed (docs/models.md, "Cost"): lifelines evaluates the likelihood with a Python
+loop over the event times of every stratum (≈ 2 s per Newton step with 1 200 team
+strata and 1.6M episodes). :func:`cox_fit` therefore (1) passes lifelines only the
+rows that are at risk at some event time of their stratum (the others add nothing
+to the likelihood or the residuals), (2) starts lifelines' Newton–Raphson at the
+maximum found with the vectorised Efron derivatives of
+:func:`analysis.models.cox_residuals.efron_derivatives`, so that lifelines
+evaluates its own score and Hessian there once, finds the Newton decrement below
+its ``precision`` and stops (if not, it simply iterates on, as from zero), and (3)
+skips what ``CoxPHFitter.fit`` computes afterwards and we never use (baseline
+hazards and survival, summary frames). The estimates are lifelines' (its stopping
+rule, its Hessian); the starting point only saves its iterations.
 """
 
 from __future__ import annotations
@@ -23,8 +36,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scipy import linalg
+
 from analysis.models.clustered import cluster_sandwich
-from analysis.models.cox_residuals import efron_residuals
+from analysis.models.cox_residuals import (_RiskSets, efron_derivatives, efron_residuals,
+                                           rows_at_risk)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +49,11 @@ log = logging.getLogger(__name__)
 #: to; ``r_precision`` is R ``coxph``'s relative log-likelihood rule (1e-9);
 #: ``step_size`` 1.0 is a plain Newton step, as R takes.
 FIT_OPTIONS = {"precision": 1e-12, "r_precision": 1e-9, "step_size": 1.0, "max_steps": 50}
+#: Starting-point search (:func:`_starting_point`): Newton steps on the vectorised
+#: Efron derivatives until the Newton decrement (scale-free, the quantity lifelines
+#: compares with ``precision``) is below ``START_DECREMENT``; at most
+#: ``START_MAX_STEPS`` steps, each halved up to ``START_MAX_HALVINGS`` times.
+START_DECREMENT, START_MAX_STEPS, START_MAX_HALVINGS = 1e-8, 30, 30
 
 
 @dataclass
@@ -48,7 +69,6 @@ class CoxFit:
     schoenfeld : Schoenfeld residuals of the event rows (n_events, p).
     event_times : time of each event row (same order as ``schoenfeld``).
     n_events, converged : bookkeeping.
-    lifelines : the fitted ``CoxPHFitter``.
     """
 
     params: np.ndarray
@@ -60,7 +80,6 @@ class CoxFit:
     event_times: np.ndarray
     n_events: int
     converged: bool
-    lifelines: object = None
 
     def cov_robust(self, clusters, *, small_sample: bool = False) -> np.ndarray:
         """Lin–Wei cluster-robust covariance ``V (Σ_g s_g s_gᵀ) V`` with V = ``cov_naive``.
@@ -87,6 +106,7 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     Returns
     -------
     CoxFit
+        Residuals have one row per input row (zero for rows in no risk set).
     """
     xa = np.asarray(x, float)
     if names is None:
@@ -95,28 +115,76 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     names = list(names)
     start, stop = np.asarray(start, float), np.asarray(stop, float)
     event = np.asarray(event).astype(int)
-    frame = pd.DataFrame(xa, columns=names)
-    frame["_start"], frame["_stop"], frame["_event"] = start, stop, event
-    codes = None
-    if strata is not None:
-        codes = pd.factorize(pd.Series(np.asarray(strata)))[0]
-        frame["_stratum"] = codes
+    codes = None if strata is None else pd.factorize(pd.Series(np.asarray(strata)))[0]
+    n = len(start)
+    # only rows in some risk set enter the likelihood and the residuals; sorted as
+    # lifelines sorts (stratum, stop, event), so its own sort finds them in order
+    rows = np.flatnonzero(rows_at_risk(start, stop, event, codes))
+    rows = rows[np.lexsort((event[rows], stop[rows]) if codes is None else
+                           (event[rows], stop[rows], codes[rows]))]
+    start, stop, event, xa = start[rows], stop[rows], event[rows], xa[rows]
+    codes = None if codes is None else codes[rows]
+    rs = _RiskSets(start, stop, event, codes)
+    init, loglik_null = _starting_point(rs, xa)
+    fitter = _semiparametric_class()()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        cph = _fitter(frame, strata is not None)
-    # only lifelines' own verdicts count ("failed to converge", or a last Newton step
-    # still large: non-unique maximum); "this may harm convergence" hints do not
-    converged = not any(("failed to converge" in str(w.message))
-                        or ("norm(delta) is still high" in str(w.message)) for w in caught)
+        params, loglik, cov = fitter.newton_raphson_sorted(xa, names, start, stop, event,
+                                                           codes, init)
+    converged = _converged(caught)
     if not converged:
         log.warning("Cox fit (lifelines) did not converge")
-    params = cph.params_.loc[names].to_numpy(float)
-    cov = cph.variance_matrix_.loc[names, names].to_numpy(float)
-    res = efron_residuals(start, stop, event, xa, params, codes)
-    return CoxFit(params=params, cov_naive=cov, loglik=float(cph.log_likelihood_),
-                  loglik_null=float(cph._ll_null_), score_residuals=res.score,
-                  schoenfeld=res.schoenfeld, event_times=res.event_times,
-                  n_events=int(event.sum()), converged=converged, lifelines=cph)
+    order = [fitter.params_index.index(c) for c in names]
+    params, cov = params[order], cov[np.ix_(order, order)]
+    res = efron_residuals(start, stop, event, xa, params, codes, risk_sets=rs)
+    score = np.zeros((n, len(names)))
+    score[rows] = res.score
+    return CoxFit(params=params, cov_naive=cov, loglik=loglik, loglik_null=loglik_null,
+                  score_residuals=score, schoenfeld=res.schoenfeld,
+                  event_times=res.event_times, n_events=int(event.sum()),
+                  converged=converged)
+
+
+def _starting_point(rs: _RiskSets, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+    """The maximum of the Efron partial likelihood by vectorised Newton steps.
+
+    Only lifelines' starting point (:func:`cox_fit`). Returns (coefficients or None,
+    log-likelihood at zero). Steps are halved while the log-likelihood falls; once
+    the Newton decrement is below ``START_DECREMENT`` the last step is taken and the
+    point returned (Newton's quadratic convergence puts the next decrement near
+    rounding level, far below lifelines' ``precision``). None (no finite maximum
+    found, e.g. a singular information) lets lifelines start from zero, its default.
+    """
+    beta = np.zeros(x.shape[1])
+    ll, score, info = efron_derivatives(rs, x, beta)
+    ll_null = ll
+    try:
+        for _ in range(START_MAX_STEPS):
+            step = np.linalg.solve(info, score)
+            decrement = float(score @ step) / 2
+            if not np.isfinite(decrement):
+                return None, ll_null
+            if decrement < START_DECREMENT:
+                return beta + step, ll_null
+            for _ in range(START_MAX_HALVINGS):
+                new = efron_derivatives(rs, x, beta + step)
+                if np.isfinite(new[0]) and new[0] >= ll:
+                    break
+                step = step / 2
+            else:
+                return None, ll_null
+            beta = beta + step
+            ll, score, info = new
+    except np.linalg.LinAlgError:
+        return None, ll_null
+    return None, ll_null
+
+
+def _converged(caught) -> bool:
+    """lifelines' own verdicts only ("failed to converge", or a last Newton step still
+    large: non-unique maximum); "this may harm convergence" hints do not count."""
+    return not any(("failed to converge" in str(w.message))
+                   or ("norm(delta) is still high" in str(w.message)) for w in caught)
 
 
 def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: bool = True,
@@ -129,7 +197,7 @@ def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: b
     names : covariate columns.
     stratified : stratify by ``_stratum``.
     start : starting coefficients (original scale), e.g. the full-sample estimate;
-        None starts at zero as ``fit`` does.
+        None starts at zero as ``CoxPHFitter.fit`` does.
 
     Returns
     -------
@@ -143,48 +211,33 @@ def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: b
     fitter = _semiparametric_class()()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        params = fitter.coefficients(frame[cols], stratified, start)
-    converged = not any(("failed to converge" in str(w.message))
-                        or ("norm(delta) is still high" in str(w.message)) for w in caught)
-    order = [list(fitter.params_index).index(n) for n in names]
-    return params[order], converged
-
-
-def _fitter(frame: pd.DataFrame, stratified: bool):
-    return _semiparametric_class()().fit(
-        frame, duration_col="_stop", event_col="_event", entry_col="_start",
-        strata=["_stratum"] if stratified else None, show_progress=False,
-        fit_options=dict(FIT_OPTIONS))
+        params, _, _ = fitter.newton_raphson(frame[cols], stratified, start)
+    order = [fitter.params_index.index(n) for n in names]
+    return params[order], _converged(caught)
 
 
 _CLASS = None
 
 
 def _semiparametric_class():
-    """lifelines' Breslow-baseline Cox fitter, minus a descriptive overhead.
+    """lifelines' Breslow-baseline Cox fitter, reduced to its Newton–Raphson.
 
     ``CoxPHFitter()`` with the default ``baseline_estimation_method="breslow"`` is a
-    thin wrapper that fits ``SemiParametricPHFitter``; we call that class directly.
-    Before fitting it stores per-stratum "central values" of every column (used only
-    by its plotting helpers) through ``DataFrame.describe`` once per stratum — about
-    half of the fit's time with 24 team strata and 33k episodes. The override
-    computes the same values (the per-stratum median of each numeric column, cast
-    to the column's dtype) with one ``groupby().median()``; estimation is untouched
-    (coefficients, variance and log-likelihoods are bit-identical, tested).
+    thin wrapper that fits ``SemiParametricPHFitter``. Its ``fit`` preprocesses
+    (sorts by stratum and time, checks), standardises the columns, runs
+    ``_newton_raphson_for_efron_model`` and then computes what we never use:
+    per-stratum "central values" through ``DataFrame.describe``, Breslow baseline
+    hazards and survival per stratum, predictions and summary frames (at 1 200
+    strata more time than the Newton steps). :meth:`newton_raphson` makes the same
+    calls up to the Newton–Raphson and returns its result on the original scale,
+    as ``fit`` does (tested against ``CoxPHFitter``).
     """
     global _CLASS
     if _CLASS is None:
+        from lifelines import utils
         from lifelines.fitters.coxph_fitter import SemiParametricPHFitter
 
         class _Fitter(SemiParametricPHFitter):
-            def _compute_central_values_of_raw_training_data(self, df, strata=None,
-                                                             name="baseline"):
-                keys = [strata] if isinstance(strata, str) else list(strata or [])
-                if not keys or not all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):
-                    return super()._compute_central_values_of_raw_training_data(df, strata,
-                                                                                name)
-                return df.groupby(keys).median().astype(df.drop(columns=keys).dtypes)
-
             def _partition_by_strata(self, X, T, E, entries, weights):  # lifelines' order
                 # lifelines groups X by its stratum index and selects T, E, weights and
                 # entries with .loc on that non-unique index, on every Newton step. The
@@ -199,27 +252,73 @@ def _semiparametric_class():
                     yield ((X.iloc[a:b], T.iloc[a:b], E.iloc[a:b], weights.iloc[a:b],
                             None if entries is None else entries.iloc[a:b]), keys[a])
 
-            def coefficients(self, frame, stratified, start=None):
-                """``fit``'s preprocessing and Newton-Raphson only (see cox_coefficients)."""
-                from lifelines import utils
+            def newton_raphson(self, frame, stratified, start=None):
+                """``fit``'s preprocessing and Newton–Raphson only.
 
+                Returns (coefficients, log-likelihood, covariance = inverse information),
+                on the original scale, columns in ``self.params_index`` order;
+                ``start``: initial coefficients on the original scale (None: zero).
+                """
+                self._setup(frame.shape[0], stratified)
+                x, t, e, w, entries, _, _ = self._preprocess_dataframe(frame)
+                return self._newton(x, t, e, w, entries, start)
+
+            def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None):
+                """:meth:`newton_raphson` on arrays already in lifelines' order.
+
+                The rows must be sorted by (stratum, stop, event) as
+                ``_preprocess_dataframe`` sorts them; the pandas objects it would build
+                (covariates indexed by stratum, durations, events, unit weights,
+                entries) are then built directly — its frame copies, sort and
+                per-column pops cost seconds at a million rows (identical objects,
+                tested).
+                """
+                return self._newton(*self.preprocess_sorted(x, names, start_, stop, event,
+                                                            strata), start)
+
+            def preprocess_sorted(self, x, names, start_, stop, event, strata):
+                """What ``_preprocess_dataframe`` returns for rows already sorted:
+                (covariates, durations, events, weights, entries)."""
+                self._setup(len(stop), strata is not None)
+                index = (pd.RangeIndex(len(stop)) if strata is None
+                         else pd.Index(strata, name="_stratum"))
+                x = pd.DataFrame(x, index=index, columns=pd.Index(list(names), name="covariate"))
+                t = pd.Series(np.asarray(stop, float), index=index, name="_stop")
+                e = pd.Series(event, index=index, name="_event")
+                utils.check_nans_or_infs(e)
+                e = e.astype(bool)
+                w = pd.Series(np.ones(len(stop)), index=index, name="weights")
+                entries = pd.Series(start_, index=index, name="_start")
+                # lifelines' pre-fit checks but its low-variance warning (a pandas
+                # variance of every column: seconds, and a hint we never act on)
+                utils.check_for_numeric_dtypes_or_raise(x)
+                utils.check_nans_or_infs(t)
+                utils.check_nans_or_infs(x)
+                utils.check_entry_times(t, entries)
+                return x, t, e, w, entries
+
+            def _setup(self, n, stratified):
                 self.duration_col, self.event_col, self.entry_col = "_stop", "_event", "_start"
                 self.robust, self.cluster_col, self.weights_col = False, None, None
                 self.formula, self._batch_mode = None, None
-                self._n_examples = frame.shape[0]
+                self._n_examples = n
                 self.strata = "_stratum" if stratified else None  # as fit() stores it
-                x, t, e, w, entries, _, _ = self._preprocess_dataframe(frame)
-                self._norm_mean, self._norm_std = x.mean(0), x.std(0)
-                x_norm = pd.DataFrame(utils.normalize(x.values, self._norm_mean.values,
-                                                      self._norm_std.values),
+
+            def _newton(self, x, t, e, w, entries, start):
+                values = x.to_numpy()  # fit()'s X.mean(0), X.std(0), in numpy
+                mean, std = values.mean(0), values.std(0, ddof=1)
+                self._norm_mean = pd.Series(mean, index=x.columns)
+                self._norm_std = pd.Series(std, index=x.columns)
+                x_norm = pd.DataFrame(utils.normalize(values, mean, std),
                                       index=x.index, columns=x.columns)
-                init = None if start is None else \
-                    np.asarray(start, float) * self._norm_std.values
-                beta, _, _ = self._newton_raphson_for_efron_model(
+                del x
+                init = None if start is None else np.asarray(start, float) * std
+                beta, loglik, hessian = self._newton_raphson_for_efron_model(
                     x_norm, t, e, w, entries, initial_point=init, show_progress=False,
                     **FIT_OPTIONS)
-                self.params_index = list(x.columns)
-                return beta / self._norm_std.values
+                self.params_index = list(x_norm.columns)
+                cov = -linalg.inv(hessian) / np.outer(std, std)  # as _fit_model
+                return beta / std, float(loglik), cov
 
         _CLASS = _Fitter
     return _CLASS

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyfixest as pf
+from pyfixest import feglm  # eager: pyfixest imports its estimation modules lazily (~3 s)
 from pyfixest.core.demean import demean
 from pyfixest.errors import NonConvergenceError
 from scipy.sparse import coo_matrix
@@ -149,8 +149,8 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     if converged:
         try:
             cov = cluster_sandwich(np.linalg.inv(result.information),
-                                   result.xt * (y - result.p)[:, None],
-                                   data["team_id"].to_numpy(), n_params=n_nonnested)
+                                   result.xt * (y - result.p)[:, None], team,
+                                   n_params=n_nonnested)
         except np.linalg.LinAlgError as exc:
             failure = f"not estimable: singular information matrix ({exc})"
             converged = False
@@ -159,6 +159,7 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
     few = g < min_clusters
     jk = None
     cr1 = converged and not few and not use_jackknife(g, jackknife_max_clusters)
+    ames = _ames(result, y, team, keep, n_nonnested) if cr1 else {}
     if converged and not few and not cr1:
         try:
             jk = _jackknife(data, x[keep], ctrl, result)
@@ -177,7 +178,7 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
         j = result.columns.index(term)
         if cr1:
             se, vnote = float(np.sqrt(cov[j, j])), cr1_note(g, "CR1", jackknife_max_clusters)
-            ame, ame_se = _ame(result, y, data["team_id"].to_numpy(), j, n_nonnested)
+            ame, ame_se = ames[term]
             ame_vnote = "delta method, " + vnote
         else:
             se, vnote = jk.std_error(term), cr3_note(g)
@@ -215,7 +216,7 @@ AME = "ame:"
 #: Errors of a logit that cannot be fitted (ValueError: only "Demeaning failed").
 FIT_ERRORS = (NonConvergenceError, np.linalg.LinAlgError, ValueError)
 #: IRLS (relative deviance change) and fixed-effect demeaning tolerances.
-IRLS_TOL, FIXEF_TOL = 1e-12, 1e-12
+IRLS_TOL, FIXEF_TOL = 1e-12, 1e-8
 
 
 @dataclass
@@ -253,7 +254,7 @@ def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLog
     fml = "y ~ " + " + ".join(frame.columns[:len(names)]) + " | fe0 + fe1"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = pf.feglm(fml, frame, family="logit", vcov="iid", fixef_rm="none",
+        m = feglm(fml, frame, family="logit", vcov="iid", fixef_rm="none",
                      iwls_tol=IRLS_TOL, iwls_maxiter=100, fixef_tol=FIXEF_TOL,
                      fixef_maxiter=100_000, copy_data=False, store_data=False)
     del frame
@@ -329,23 +330,28 @@ class RefitDiverged(Exception):
     """A leave-one-team-out logit whose IRLS diverged or did not converge."""
 
 
-def _ame(fit: AbsorbedLogit, y: np.ndarray, clusters: np.ndarray, j: int, n_params: int
-         ) -> tuple[float, float]:
-    """Average marginal effect of slope ``j`` in percentage points, CR1 delta-method SE.
+def _ames(fit: AbsorbedLogit, y: np.ndarray, clusters: np.ndarray, terms: list[str],
+          n_params: int) -> dict[str, tuple[float, float]]:
+    """Average marginal effect of each slope in ``terms`` (pp) and its CR1 delta-method SE.
 
-    The gradient g of the AME with respect to all parameters of the dummy-variable
-    logit (fixed effects included) enters the sandwich as gᵀA⁻¹zᵢ(yᵢ − pᵢ); with
-    g = Zᵀv + 100·mean(p(1−p))·e_j and vᵢ = 100·β_j·pᵢ(1−pᵢ)(1−2pᵢ)/n, gᵀA⁻¹zᵢ is the
+    The gradient g of the AME of slope j with respect to all parameters of the
+    dummy-variable logit (fixed effects included) enters the sandwich as gᵀA⁻¹zᵢ(yᵢ − pᵢ);
+    with g = Zᵀv + 100·mean(p(1−p))·e_j and vᵢ = 100·β_j·pᵢ(1−pᵢ)(1−2pᵢ)/n, gᵀA⁻¹zᵢ is the
     weighted (W = p(1−p)) least-squares fit of v/W on Z at row i plus
     100·mean(p(1−p))·x̃ᵢᵀ(X̃ᵀWX̃)⁻¹e_j — computed by demeaning, without the dummies.
+    v/W is β_j times one vector for every slope, so that vector is demeaned once.
     """
-    p, b = fit.p, fit.params[j]
+    p = fit.p
     w = p * (1 - p)
-    ame = 100 * b * w.mean()
     minv = np.linalg.inv(fit.information)
-    r = 100 * b * (1 - 2 * p) / len(p)          # v / W
-    rt = _demean(r[:, None], fit.fe, w)[:, 0]
-    resid = rt - fit.xt @ (minv @ (fit.xt.T @ (w * rt)))
-    a = (r - resid) + 100 * w.mean() * (fit.xt @ minv[:, j])
-    var = cluster_sandwich(np.eye(1), (a * (y - p))[:, None], clusters, n_params=n_params)
-    return float(ame), float(np.sqrt(var[0, 0]))
+    r1 = 100 * (1 - 2 * p) / len(p)              # v / W per unit of β_j
+    rt1 = _demean(r1[:, None], fit.fe, w)[:, 0]
+    fitted1 = r1 - (rt1 - fit.xt @ (minv @ (fit.xt.T @ (w * rt1))))
+    out = {}
+    for term in terms:
+        j = fit.columns.index(term)
+        b = fit.params[j]
+        a = b * fitted1 + 100 * w.mean() * (fit.xt @ minv[:, j])
+        var = cluster_sandwich(np.eye(1), (a * (y - p))[:, None], clusters, n_params=n_params)
+        out[term] = (float(100 * b * w.mean()), float(np.sqrt(var[0, 0])))
+    return out
