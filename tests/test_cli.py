@@ -90,6 +90,13 @@ def test_unknown_param_is_one_line(sample_dir, tmp_path):
     assert "'quater'" in line and "quarter" in line
 
 
+def test_jobs_below_one_is_one_line(sample_dir, tmp_path):
+    result = kpisat("run", "--source", str(sample_dir), "--out", str(tmp_path), "--jobs", "0")
+    assert result.returncode == 2
+    assert "jobs must be a whole number of at least 1" in _one_error_line(result)
+    assert not any(tmp_path.iterdir()), "nothing is written before the run can start"
+
+
 def test_validate_prints_summary_and_writes_quarantine(sample_dir, tmp_path):
     target = tmp_path / "q" / "quarantine.csv"
     result = kpisat("validate", "--source", str(sample_dir), "--quarantine", str(target))
