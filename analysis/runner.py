@@ -14,7 +14,8 @@ their metadata: they read only the prepared inputs) run up to ``jobs`` at a time
 any other notebook (one that reads the findings of those before it, like the
 trade-offs and the report) waits for every notebook before it and runs alone.
 Findings are merged in notebook order whatever order notebooks finish in, so the
-published run does not depend on ``jobs``.
+published run does not depend on ``jobs``. While a core is free, the kernel of the
+next notebook is started ahead and imports that notebook's modules.
 
 Faults and how they are reported (one line each, naming the notebook and the cell;
 the executed notebook, as far as it got, is kept in the failed run with the failing
@@ -370,10 +371,12 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
 
     Independent notebooks (:func:`is_independent`) run beside each other, in order of
     their prefix; any other notebook runs alone, after every notebook before it.
-    ``after_each()`` runs after each notebook succeeds (merging the findings), then
-    the notebooks that have become ready are started, then the finished notebook is
-    exported to HTML (while the next kernels start; after a stop, what is left). After a failure nothing new starts; the notebooks still running
-    are let finish, and the first failure (in notebook order) is raised.
+    When a core is free but the next notebook must wait, its kernel is started ahead
+    (at most one). ``after_each()`` runs after each notebook succeeds (merging the
+    findings), then the notebooks that have become ready are started, then the
+    finished notebook is exported to HTML (while the next kernels start; after a stop,
+    what is left). After a failure nothing new starts; the notebooks still running are
+    let finish, and the first failure (in notebook order) is raised.
 
     Raises
     ------
