@@ -246,7 +246,9 @@ class _Workspace:
         result = result.cast(pa.schema([
             f.with_type(pa.timestamp("ns")) if pa.types.is_date(f.type) else f
             for f in result.schema]))
-        return tidy_result(name, result.to_pandas(date_as_object=False))
+        # buffers are released column by column as they are converted (lower peak)
+        return tidy_result(name, result.to_pandas(date_as_object=False, split_blocks=True,
+                                                  self_destruct=True))
 
 
 def tidy_result(name: str, df: pd.DataFrame) -> pd.DataFrame:
