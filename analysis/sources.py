@@ -325,13 +325,14 @@ def _read_csv_arrow(data: bytes, header: list[str]) -> pd.DataFrame | None:
             io.BytesIO(data),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header}, null_values=[],
+                column_types={h: pa.large_string() for h in header}, null_values=[],
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return None
     if table.column_names != header:
         return None
-    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    # large_string is what pandas' Arrow strings hold: no conversion
+    return table.to_pandas(types_mapper={pa.large_string(): pd.StringDtype("pyarrow")}.get)
 
 
 def _check_delimiter(header: list[str], path: Path) -> None:

@@ -340,7 +340,7 @@ def _check_overlaps(typed: pd.DataFrame, verdicts) -> None:
     if a.empty:
         return
     a = a.assign(end=a["valid_to"].fillna(pd.Timestamp.max)).sort_values(["team_id", "valid_from"])
-    prev_end = a.groupby("team_id")["end"].transform(lambda e: e.cummax().shift())
+    prev_end = a.groupby("team_id")["end"].cummax().groupby(a["team_id"]).shift()
     starts_run = prev_end.isna() | (a["valid_from"] > prev_end)
     run = starts_run.cumsum()
     size = run.map(run.value_counts())
