@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 from datetime import date
@@ -247,3 +248,36 @@ def test_sample_is_built_once_and_rebuilt_when_its_files_change(company, tmp_pat
 def test_missing_sample_says_how_to_make_it(tmp_path):
     with pytest.raises(SourceError, match="kpisat sample"):
         sample_source(tmp_path / "nothing", tmp_path / "cache")
+
+
+# ---------------------------------------------------------------- the Arrow CSV reader
+CSV_SHAPES = {
+    "plain": b"a,b\n1,2\n3,4\n",
+    "crlf and no final newline": b"a,b\r\n1,2\r\n3,4",
+    "empty and quoted cells": b'a,b\n,\n"",x\n" y ",z\n',
+    "quoted newline and quote": b'a,b\n"x\ny",2\n"p""q",3\n',
+    "quote inside a cell": b'a,b\nx"y,2\n"x"y,3\n',
+    "blank lines": b"a,b\n1,2\n\n\n3,4\n",
+    "line of spaces": b"a,b\n1,2\n   \n3,4\n",
+    "one column with a line of spaces": b"a\n1\n \n2\n",
+    "short row": b"a,b\n1\n2,3\n",
+    "header only": b"a,b\n",
+    "header without newline": b"a,b",
+    "byte order mark": b"\xef\xbb\xbfa,b\n\xe4\xb8\xad,\xc3\xa9\n",
+    "empty header name": b"a,\n1,2\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(CSV_SHAPES))
+def test_csv_cells_read_exactly_as_pandas_reads_them(tmp_path, shape):
+    """The fast (Arrow) reader and its pandas fallback give the same cells on every shape."""
+    from analysis.sources import read_table_file
+
+    path = tmp_path / "deals.csv"
+    path.write_bytes(CSV_SHAPES[shape])
+    got = read_table_file(path)
+    text = CSV_SHAPES[shape].decode("utf-8-sig")
+    expected = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[],
+                           skip_blank_lines=True)
+    assert list(got.columns) == list(expected.columns)
+    assert got.astype(object).to_dict("list") == expected.astype(object).to_dict("list")
