@@ -123,6 +123,8 @@ class RawData:
     ----------
     tables : dict of str to DataFrame
         Canonical table name to its rows as stored; absent optional tables are absent.
+        Text (every CSV cell, DuckDB VARCHAR columns) is Arrow-backed
+        ``string[pyarrow]``, "" for an empty CSV cell; other stored types as stored.
     locations : dict of str to str
         Table name to its file path or ``database.table``, for messages.
     fingerprint : str
