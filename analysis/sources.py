@@ -285,12 +285,13 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if fast is not None:
         return fast
     try:
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
+        slow = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
                            na_values=[], skip_blank_lines=True)
     except (pd.errors.ParserError, ValueError) as e:
         detail = " ".join(str(e).split())  # one line: pandas' messages end in a newline
         raise InputError(f"cannot be parsed as CSV ({detail})", file=str(path),
                          hint="check the quoting and the number of fields on each line") from None
+    return slow.astype(pd.StringDtype("pyarrow"))  # as the Arrow reader gives them
 
 
 def _lines(text: str):

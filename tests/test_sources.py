@@ -281,3 +281,4 @@ def test_csv_cells_read_exactly_as_pandas_reads_them(tmp_path, shape):
                            skip_blank_lines=True)
     assert list(got.columns) == list(expected.columns)
     assert got.astype(object).to_dict("list") == expected.astype(object).to_dict("list")
+    assert all(str(t) == "string" for t in got.dtypes)  # Arrow-backed text either way
