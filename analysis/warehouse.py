@@ -258,14 +258,16 @@ def table_ctes(table: Table, names: list[str], present: set[str],
     ctes = [(f"{name}__r", f"SELECT row_number() OVER () AS rn, {raw} FROM @@{name}@@")]
     typed = ",\n           ".join(f"{_typed(c)} AS {_t(c.name)}" for c in cols)
     ctes.append((f"{name}__p", f"SELECT r.*,\n           {typed},\n           "
-                               f"row_number() OVER (PARTITION BY {raw} ORDER BY rn) > 1 AS is_copy\n"
+                               f"row_number() OVER (PARTITION BY {raw} ORDER BY rn) > 1 "
+                               "AS is_copy\n"
                                f"    FROM {_q(name + '__r')} AS r"))
     checks = Checks(name)
     has_id = table.columns[0].kind == "id"
     if has_id:
         key = _t(table.id_column)
         ctes.append((f"{name}__q", f"SELECT p.*, {key} IS NOT NULL AND count(*) FILTER "
-                                   f"(WHERE NOT is_copy) OVER (PARTITION BY {key}) > 1 AS conflict\n"
+                                   f"(WHERE NOT is_copy) OVER (PARTITION BY {key}) > 1 "
+                                   "AS conflict\n"
                                    f"    FROM {_q(name + '__p')} AS p"))
         checks.add(f"q.{key} IS NULL", "missing id", table.id_column)
         checks.add("q.conflict", "conflicting duplicate id", table.id_column)
@@ -371,8 +373,10 @@ def quarters_cte(quarters: list[str], params: dict) -> tuple[str, str]:
         params.update({f"q{i}_label": q.quarter, f"q{i}_start": q.q_start, f"q{i}_end": q.q_end,
                        f"q{i}_days": int(q.n_days), f"q{i}_key": int(q.q_key)})
         rows.append(f"SELECT CAST(%(q{i}_label)s AS text) AS quarter, "
-                    f"CAST(%(q{i}_start)s AS date) AS q_start, CAST(%(q{i}_end)s AS date) AS q_end, "
-                    f"CAST(%(q{i}_days)s AS bigint) AS n_days, CAST(%(q{i}_key)s AS integer) AS q_key")
+                    f"CAST(%(q{i}_start)s AS date) AS q_start, "
+                    f"CAST(%(q{i}_end)s AS date) AS q_end, "
+                    f"CAST(%(q{i}_days)s AS bigint) AS n_days, "
+                    f"CAST(%(q{i}_key)s AS integer) AS q_key")
     return "quarters", "\n    UNION ALL ".join(rows)
 
 
@@ -717,7 +721,8 @@ def _id_columns(table: Table) -> list[str]:
 
 
 def _row_ids(table: Table, typed: dict[str, pd.Series]) -> pd.Series:
-    """What names a row in the quarantine (as ``analysis.validate``): id, or team/plan/valid_from."""
+    """What names a row in the quarantine (as ``analysis.validate``): its id, or
+    team/plan/valid_from for plan assignments."""
     if table.columns[0].kind == "id":
         return typed[table.id_column]
     parts = [typed["team_id"].fillna(""), typed["plan_id"].fillna(""),

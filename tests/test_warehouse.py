@@ -79,7 +79,8 @@ def test_generated_sql_has_values_only_as_parameters():
 
 
 def test_with_ctes_merges_into_the_statement_own_with():
-    merged = warehouse.with_ctes([("a", "SELECT 1")], "-- note\nWITH b AS (SELECT 2)\nSELECT * FROM b")
+    merged = warehouse.with_ctes([("a", "SELECT 1")],
+                                 "-- note\nWITH b AS (SELECT 2)\nSELECT * FROM b")
     assert merged.startswith('WITH "a" AS MATERIALIZED (') and "b AS (SELECT 2)" in merged
     assert merged.count("WITH") == 1
     plain = warehouse.with_ctes([("a", "SELECT 1")], "SELECT * FROM a")
@@ -89,6 +90,7 @@ def test_with_ctes_merges_into_the_statement_own_with():
 # ---------------------------------------------------------------- with a server
 @pytest.fixture(scope="module")
 def pg_env():
+    """The server password in PGPASSWORD, nothing else set."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PGPASSWORD", PG_PASSWORD)
         for name in (pg.PASSWORD_ENV, pg.SCHEMA_ENV):
