@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import config, findings, fit_cache, models, plots, report_text
+from analysis import config, findings, fit_cache, plots, report_text
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
@@ -56,9 +56,10 @@ display(Markdown(f"Quarter **{prepared.quarter}** (data as of {prepared.as_of}):
 
 # %%
 fits = {
-    "complaints": fit_cache.cached(prepared, "complaints", models.fit_complaints, panel),
-    "csat": fit_cache.cached(prepared, "csat", models.fit_linear, panel, "csat"),
-    "nps": fit_cache.cached(prepared, "nps", models.fit_linear, panel, "nps"),
+    "complaints": fit_cache.cached(prepared, "complaints", "analysis.models:fit_complaints",
+                                   panel),
+    "csat": fit_cache.cached(prepared, "csat", "analysis.models:fit_linear", panel, "csat"),
+    "nps": fit_cache.cached(prepared, "nps", "analysis.models:fit_linear", panel, "nps"),
 }
 effects = pd.concat([fit.effects for fit in fits.values()], ignore_index=True)
 summaries = pd.concat([fit.summary for fit in fits.values()], ignore_index=True)

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from analysis import config, findings, fit_cache, models, plots, report_text
+from analysis import config, findings, fit_cache, plots, report_text
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
@@ -55,7 +55,7 @@ display(Markdown(f"Quarter **{prepared.quarter}**: {len(episodes)} episodes, "
 # descriptive, not effects.
 
 # %%
-km = fit_cache.cached(prepared, "km_by_plan", models.km_by_plan, episodes)
+km = fit_cache.cached(prepared, "km_by_plan", "analysis.models:km_by_plan", episodes)
 km_curves = (km.assign(plan_name=km["plan_id"].map(plan_names).fillna(km["plan_id"]))
              .rename(columns={"day": "timeline", "conf_low": "ci_lower", "conf_high": "ci_upper"}))
 with plots.theme(lang):
@@ -74,13 +74,13 @@ yearly.pivot(index="plan_name", columns="timeline", values="at_risk")
 # Log-rank test of equal survival across plans:
 
 # %%
-models.logrank_by_plan(episodes)
+fit_cache.cached(prepared, "logrank_by_plan", "analysis.models:logrank_by_plan", episodes)
 
 # %% [markdown]
 # ## Cox model: effects of plan weights on churn
 
 # %%
-churn = fit_cache.cached(prepared, "churn", models.fit_churn, episodes)
+churn = fit_cache.cached(prepared, "churn", "analysis.models:fit_churn", episodes)
 churn.summary
 
 # %%

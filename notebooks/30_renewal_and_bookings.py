@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import config, findings, fit_cache, models, plots, report_text
+from analysis import config, findings, fit_cache, plots, report_text
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
@@ -52,9 +52,9 @@ display(Markdown(f"Quarter **{prepared.quarter}**: {len(renewals)} renewal decis
 # ## Renewal: logit with team and quarter fixed effects
 
 # %%
-renewal = fit_cache.cached(prepared, "renewal", models.fit_renewal, renewals)
-renewal_controls = fit_cache.cached(prepared, "renewal_controls", models.fit_renewal, renewals,
-                                    controls=True)
+renewal = fit_cache.cached(prepared, "renewal", "analysis.models:fit_renewal", renewals)
+renewal_controls = fit_cache.cached(prepared, "renewal_controls", "analysis.models:fit_renewal",
+                                    renewals, controls=True)
 pd.concat([renewal.summary, renewal_controls.summary], ignore_index=True)
 
 # %%
@@ -73,7 +73,8 @@ renewal_controls.effects
 # ## Bookings
 
 # %%
-bookings = fit_cache.cached(prepared, "bookings", models.fit_linear, panel, "bookings")
+bookings = fit_cache.cached(prepared, "bookings", "analysis.models:fit_linear", panel,
+                           "bookings")
 bookings.summary
 
 # %%

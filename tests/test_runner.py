@@ -344,7 +344,9 @@ def test_only_declared_notebooks_are_independent(tmp_path):
 
 
 # ---------------------------------------------------------------- fit cache
-class _Unpicklable:
+class _LibraryResult:
+    """Stands for a library's result object (holds closures, may not pickle)."""
+
     def __reduce__(self):
         raise TypeError("a library object that does not pickle")
 
@@ -355,7 +357,7 @@ def _fit(calls: list, value: float):
     calls.append(value)
     return ModelFit(effects=pd.DataFrame({"estimate": [value / 3]}),
                     summary=pd.DataFrame({"n_obs": [7]}),
-                    extras={"table": pd.DataFrame({"x": [1.0]}), "library": _Unpicklable()})
+                    extras={"table": pd.DataFrame({"x": [1.0]}), "library": _LibraryResult()})
 
 
 def test_fit_cache_fits_once_and_returns_the_same_bits(tmp_path):
@@ -369,8 +371,9 @@ def test_fit_cache_fits_once_and_returns_the_same_bits(tmp_path):
     assert calls == [1.0], "the second call loads the cached fit"
     pd.testing.assert_frame_equal(first.effects, again.effects, check_exact=True)
     assert again.effects["estimate"].iloc[0] == 1.0 / 3
-    # what does not pickle is dropped on a miss as on a hit: both calls see the same fit
+    # library objects are dropped on a miss as on a hit: both calls see the same fit
     assert sorted(first.extras) == sorted(again.extras) == ["table"]
+    assert isinstance(again, fit_cache.Fit)
     assert [p.name.split("-")[0] for p in (tmp_path / fit_cache.FOLDER).iterdir()] == ["model"]
 
 
