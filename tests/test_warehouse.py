@@ -315,3 +315,25 @@ def test_pseudonymised_prepare_matches_the_folder(schemas, tmp_path, monkeypatch
     for name, df in from_folder.derived.items():
         pd.testing.assert_frame_equal(from_pg.derived[name], df, check_exact=False,
                                       rtol=TOL, atol=TOL, obj=name)
+
+
+@needs_pg
+@pytest.mark.postgres
+def test_a_failing_query_is_one_line_without_password(schemas, tmp_path, monkeypatch):
+    """An error raised by the database mid-run: one line naming the schema, no secret."""
+    from analysis.errors import SourceError
+    from analysis.prepare import prepare
+
+    monkeypatch.setenv("KPISAT_PREPARED_CACHE", str(tmp_path / "cache"))
+    schema = schemas()
+    load_folder(COMPANY, PG_URL, schema)
+    with pg.connect(pg.parse_url(PG_URL), read_only=False) as con:
+        con.execute(f'ALTER TABLE "{schema}".complaints RENAME TO complaints_stored')
+        con.execute(f'CREATE VIEW "{schema}".complaints AS SELECT complaint_id, customer_id, '
+                    f'rep_id, created_date, category, severity / (severity - severity) AS '
+                    f'severity FROM "{schema}".complaints_stored')
+    with pytest.raises(SourceError) as err:
+        prepare(_url(schema), QUARTER, None, fresh=True)
+    message = str(err.value)
+    assert "division by zero" in message and schema in message
+    assert "\n" not in message and PG_PASSWORD not in message
