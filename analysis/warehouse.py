@@ -257,23 +257,37 @@ def table_ctes(table: Table, names: list[str], present: set[str],
     raw = ", ".join(_q(c.name) for c in cols)
     ctes = [(f"{name}__r", f"SELECT row_number() OVER () AS rn, {raw} FROM @@{name}@@")]
     typed = ",\n           ".join(f"{_typed(c)} AS {_t(c.name)}" for c in cols)
-    ctes.append((f"{name}__p", f"SELECT r.*,\n           {typed},\n           "
-                               f"row_number() OVER (PARTITION BY {raw} ORDER BY rn) > 1 "
-                               "AS is_copy\n"
-                               f"    FROM {_q(name + '__r')} AS r"))
     checks = Checks(name)
-    has_id = table.columns[0].kind == "id"
-    if has_id:
+    copy = f"row_number() OVER (PARTITION BY {raw} ORDER BY rn) > 1"
+    if table.columns[0].kind == "id":
+        # Identical copies share their id, so rows are compared column by column only
+        # within ids read more than once (hash aggregates, no sort of the whole table).
+        # A copy whose id is missing is quarantined as "missing id" before anyway.
         key = _t(table.id_column)
-        ctes.append((f"{name}__q", f"SELECT p.*, {key} IS NOT NULL AND count(*) FILTER "
-                                   f"(WHERE NOT is_copy) OVER (PARTITION BY {key}) > 1 "
-                                   "AS conflict\n"
-                                   f"    FROM {_q(name + '__p')} AS p"))
+
+        def cte(suffix: str) -> str:
+            return _q(f"{name}__{suffix}")
+
+        ctes += [
+            (f"{name}__p", f"SELECT r.*,\n           {typed}\n    FROM {cte('r')} AS r"),
+            (f"{name}__g", f"SELECT {key} AS key FROM {cte('p')} WHERE {key} IS NOT NULL "
+                           "GROUP BY 1 HAVING count(*) > 1"),
+            (f"{name}__c", f"SELECT p.rn, p.{key} AS key, {copy} AS is_copy FROM {cte('p')} "
+                           f"AS p JOIN {cte('g')} AS g ON g.key = p.{key}"),
+            (f"{name}__d", f"SELECT key FROM {cte('c')} WHERE NOT is_copy GROUP BY key "
+                           "HAVING count(*) > 1"),
+            (f"{name}__q", f"SELECT p.*, COALESCE(c.is_copy, false) AS is_copy, "
+                           f"d.key IS NOT NULL AS conflict FROM {cte('p')} AS p "
+                           f"LEFT JOIN {cte('c')} AS c ON c.rn = p.rn "
+                           f"LEFT JOIN {cte('d')} AS d ON d.key = p.{key}"),
+        ]
         checks.add(f"q.{key} IS NULL", "missing id", table.id_column)
         checks.add("q.conflict", "conflicting duplicate id", table.id_column)
         checks.add("q.is_copy", "duplicate row", table.id_column)
     else:
-        ctes.append((f"{name}__q", f"SELECT p.* FROM {_q(name + '__p')} AS p"))
+        ctes += [(f"{name}__p", f"SELECT r.*,\n           {typed},\n           {copy} "
+                                f"AS is_copy\n    FROM {_q(name + '__r')} AS r"),
+                 (f"{name}__q", f"SELECT p.* FROM {_q(name + '__p')} AS p")]
         checks.add("q.is_copy", "duplicate row", None)
     body = Checks(name)
     _parse_checks(body, cols)
@@ -292,7 +306,7 @@ def table_ctes(table: Table, names: list[str], present: set[str],
     if name == "plan_assignments":
         ctes += _overlap_ctes()
         checks.add("overlap", "overlapping plan assignment", "valid_from")
-    if table.id_column in colset and has_id:
+    if table.id_column in colset and table.columns[0].kind == "id":
         ctes.append((f"{name}__k", f"SELECT {_t(table.id_column)} AS key, "
                                    f"bool_or(check_no < 1) AS used FROM {_q(name + '__v')} "
                                    f"WHERE {_t(table.id_column)} IS NOT NULL GROUP BY 1"))
