@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
 from scipy import linalg
 
 from analysis.models.clustered import cluster_sandwich
@@ -116,46 +115,64 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     start, stop = np.asarray(start, float), np.asarray(stop, float)
     event = np.asarray(event).astype(int)
     codes = None if strata is None else pd.factorize(pd.Series(np.asarray(strata)))[0]
-    n = len(start)
+    fit = _lifelines_fit(start, stop, event, xa, codes, names)
+    converged = _converged(fit["warnings"])
+    if not converged:
+        log.warning("Cox fit (lifelines) did not converge")
+    res = efron_residuals(*fit["rows_sorted"], fit["params"], fit["codes"],
+                          risk_sets=fit["risk_sets"])
+    score = np.zeros((len(start), len(names)))
+    score[fit["rows"]] = res.score
+    return CoxFit(params=fit["params"], cov_naive=fit["cov"], loglik=fit["loglik"],
+                  loglik_null=fit["loglik_start"], score_residuals=score,
+                  schoenfeld=res.schoenfeld, event_times=res.event_times,
+                  n_events=int(event.sum()), converged=converged)
+
+
+def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
+    """lifelines' Newton–Raphson on the rows at risk, presorted, from the Efron maximum.
+
+    Returns a dict: ``params``, ``cov``, ``loglik`` (lifelines', columns in ``names``
+    order), ``warnings`` (caught during the fit), ``loglik_start`` (Efron
+    log-likelihood at ``beta0``, zero by default), ``rows`` (the input rows used, in
+    lifelines' order), ``rows_sorted`` ((start, stop, event, x) of those rows),
+    ``codes`` (their strata) and ``risk_sets`` (their :class:`_RiskSets`).
+    """
     # only rows in some risk set enter the likelihood and the residuals; sorted as
     # lifelines sorts (stratum, stop, event), so its own sort finds them in order
     rows = np.flatnonzero(rows_at_risk(start, stop, event, codes))
     rows = rows[np.lexsort((event[rows], stop[rows]) if codes is None else
                            (event[rows], stop[rows], codes[rows]))]
-    start, stop, event, xa = start[rows], stop[rows], event[rows], xa[rows]
+    start, stop, event, x = start[rows], stop[rows], event[rows], x[rows]
     codes = None if codes is None else codes[rows]
     rs = _RiskSets(start, stop, event, codes)
-    init, loglik_null = _starting_point(rs, xa)
+    init, loglik_start = _starting_point(rs, x, beta0)
+    if init is None:
+        init = beta0
     fitter = _semiparametric_class()()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        params, loglik, cov = fitter.newton_raphson_sorted(xa, names, start, stop, event,
+        params, loglik, cov = fitter.newton_raphson_sorted(x, names, start, stop, event,
                                                            codes, init)
-    converged = _converged(caught)
-    if not converged:
-        log.warning("Cox fit (lifelines) did not converge")
     order = [fitter.params_index.index(c) for c in names]
-    params, cov = params[order], cov[np.ix_(order, order)]
-    res = efron_residuals(start, stop, event, xa, params, codes, risk_sets=rs)
-    score = np.zeros((n, len(names)))
-    score[rows] = res.score
-    return CoxFit(params=params, cov_naive=cov, loglik=loglik, loglik_null=loglik_null,
-                  score_residuals=score, schoenfeld=res.schoenfeld,
-                  event_times=res.event_times, n_events=int(event.sum()),
-                  converged=converged)
+    return {"params": params[order], "cov": cov[np.ix_(order, order)], "loglik": loglik,
+            "warnings": caught, "loglik_start": loglik_start, "rows": rows,
+            "rows_sorted": (start, stop, event, x), "codes": codes, "risk_sets": rs}
 
 
-def _starting_point(rs: _RiskSets, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+def _starting_point(rs: _RiskSets, x: np.ndarray, beta0: np.ndarray | None = None
+                    ) -> tuple[np.ndarray | None, float]:
     """The maximum of the Efron partial likelihood by vectorised Newton steps.
 
-    Only lifelines' starting point (:func:`cox_fit`). Returns (coefficients or None,
-    log-likelihood at zero). Steps are halved while the log-likelihood falls; once
-    the Newton decrement is below ``START_DECREMENT`` the last step is taken and the
-    point returned (Newton's quadratic convergence puts the next decrement near
-    rounding level, far below lifelines' ``precision``). None (no finite maximum
-    found, e.g. a singular information) lets lifelines start from zero, its default.
+    Only lifelines' starting point (:func:`_lifelines_fit`). Newton steps start at
+    ``beta0`` (default zero) and are halved while the log-likelihood falls; once the
+    Newton decrement is below ``START_DECREMENT`` the last step is taken and the point
+    returned (Newton's quadratic convergence puts the next decrement near rounding
+    level, far below lifelines' ``precision``). Returns (coefficients, or None when no
+    finite maximum was found, e.g. a singular information: lifelines then starts at
+    ``beta0`` as it would have; the log-likelihood at ``beta0``).
     """
-    beta = np.zeros(x.shape[1])
+    beta = np.zeros(x.shape[1]) if beta0 is None else np.asarray(beta0, float)
     ll, score, info = efron_derivatives(rs, x, beta)
     ll_null = ll
     try:
@@ -202,18 +219,16 @@ def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: b
     Returns
     -------
     (coefficients in the order of ``names``, converged)
-        lifelines' own preprocessing and Newton–Raphson (the steps of
-        ``CoxPHFitter.fit``, same ``FIT_OPTIONS``) without what a refit does not
-        need: baseline hazards, predictions, standard errors. Same optimum as
-        :func:`cox_fit` (tested).
+        lifelines' Newton–Raphson (same ``FIT_OPTIONS``) as in :func:`cox_fit`:
+        rows at risk only, presorted, started at the Efron maximum found from
+        ``start``; no residuals, baseline hazards or standard errors.
     """
-    cols = list(names) + ["_start", "_stop", "_event"] + (["_stratum"] if stratified else [])
-    fitter = _semiparametric_class()()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        params, _, _ = fitter.newton_raphson(frame[cols], stratified, start)
-    order = [fitter.params_index.index(n) for n in names]
-    return params[order], _converged(caught)
+    codes = frame["_stratum"].to_numpy() if stratified else None
+    fit = _lifelines_fit(frame["_start"].to_numpy(float), frame["_stop"].to_numpy(float),
+                         frame["_event"].to_numpy(int), frame[list(names)].to_numpy(float),
+                         codes, list(names), None if start is None else
+                         np.asarray(start, float))
+    return fit["params"], _converged(fit["warnings"])
 
 
 _CLASS = None
@@ -228,9 +243,10 @@ def _semiparametric_class():
     ``_newton_raphson_for_efron_model`` and then computes what we never use:
     per-stratum "central values" through ``DataFrame.describe``, Breslow baseline
     hazards and survival per stratum, predictions and summary frames (at 1 200
-    strata more time than the Newton steps). :meth:`newton_raphson` makes the same
-    calls up to the Newton–Raphson and returns its result on the original scale,
-    as ``fit`` does (tested against ``CoxPHFitter``).
+    strata more time than the Newton steps). :meth:`newton_raphson_sorted` builds what
+    the preprocessing returns for presorted rows, standardises as ``fit`` does, runs
+    the same Newton–Raphson and returns its result on the original scale (tested
+    against ``CoxPHFitter``).
     """
     global _CLASS
     if _CLASS is None:
@@ -252,19 +268,12 @@ def _semiparametric_class():
                     yield ((X.iloc[a:b], T.iloc[a:b], E.iloc[a:b], weights.iloc[a:b],
                             None if entries is None else entries.iloc[a:b]), keys[a])
 
-            def newton_raphson(self, frame, stratified, start=None):
-                """``fit``'s preprocessing and Newton–Raphson only.
+            def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None):
+                """``fit``'s Newton–Raphson on arrays already in lifelines' order.
 
                 Returns (coefficients, log-likelihood, covariance = inverse information),
                 on the original scale, columns in ``self.params_index`` order;
                 ``start``: initial coefficients on the original scale (None: zero).
-                """
-                self._setup(frame.shape[0], stratified)
-                x, t, e, w, entries, _, _ = self._preprocess_dataframe(frame)
-                return self._newton(x, t, e, w, entries, start)
-
-            def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None):
-                """:meth:`newton_raphson` on arrays already in lifelines' order.
 
                 The rows must be sorted by (stratum, stop, event) as
                 ``_preprocess_dataframe`` sorts them; the pandas objects it would build
@@ -282,7 +291,8 @@ def _semiparametric_class():
                 self._setup(len(stop), strata is not None)
                 index = (pd.RangeIndex(len(stop)) if strata is None
                          else pd.Index(strata, name="_stratum"))
-                x = pd.DataFrame(x, index=index, columns=pd.Index(list(names), name="covariate"))
+                columns = pd.Index(list(names), name="covariate")
+                x = pd.DataFrame(x, index=index, columns=columns)
                 t = pd.Series(np.asarray(stop, float), index=index, name="_stop")
                 e = pd.Series(event, index=index, name="_event")
                 utils.check_nans_or_infs(e)

@@ -215,8 +215,14 @@ def fit_renewal(renewals: pd.DataFrame, *, controls: bool = False,
 AME = "ame:"
 #: Errors of a logit that cannot be fitted (ValueError: only "Demeaning failed").
 FIT_ERRORS = (NonConvergenceError, np.linalg.LinAlgError, ValueError)
-#: IRLS (relative deviance change) and fixed-effect demeaning tolerances.
+#: IRLS (relative deviance change) and feglm's fixed-effect demeaning tolerances. feglm
+#: (``accelerate``, its default) warm-starts each IRLS step's demeaning from the last
+#: and divides the tolerance by 10 once the deviance change falls below 10× it; 1e-8
+#: instead of 1e-12 moved estimates and errors < 1e-11 relative at company scale and
+#: < 1e-8 on the sample (jackknife included), with fewer demeaning sweeps.
 IRLS_TOL, FIXEF_TOL = 1e-12, 1e-8
+#: Tolerance of our own weighted demeaning (CR1 scores, AME delta method).
+DEMEAN_TOL = 1e-12
 
 
 @dataclass
@@ -287,7 +293,7 @@ def _demean(a: np.ndarray, fe: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``a`` minus its weighted projection on the team and quarter dummies."""
     if a.shape[1] == 0:
         return a
-    out, ok = demean(np.ascontiguousarray(a, dtype=float), fe, w, tol=FIXEF_TOL,
+    out, ok = demean(np.ascontiguousarray(a, dtype=float), fe, w, tol=DEMEAN_TOL,
                      maxiter=100_000)
     if not ok:
         raise ValueError("Demeaning failed (weighted team and quarter means)")

@@ -69,11 +69,27 @@ def _quarter_dummies(quarters: pd.Series) -> pd.DataFrame:
     The columns of ``pd.get_dummies(quarters.astype(str), prefix="q", drop_first=True)``,
     built from one factorisation instead of a comparison per quarter.
     """
-    codes, levels = pd.factorize(quarters.astype(str).to_numpy(), sort=True)
-    dummies = np.zeros((len(codes), max(len(levels) - 1, 0)))
-    rows = np.flatnonzero(codes > 0)
-    dummies[rows, codes[rows] - 1] = 1.0
-    return pd.DataFrame(dummies, columns=[f"q_{q}" for q in levels[1:]], index=quarters.index)
+    codes, levels = _quarter_factor(quarters)
+    return pd.DataFrame(_design(np.empty((len(quarters), 0)), codes, len(levels)),
+                        columns=_quarter_names(levels), index=quarters.index)
+
+
+def _quarter_factor(quarters: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the quarters (as strings) in sorted order, and the sorted quarters."""
+    return pd.factorize(quarters.astype(str).to_numpy(), sort=True)
+
+
+def _quarter_names(levels: np.ndarray) -> list[str]:
+    """Names of the :func:`_quarter_dummies` columns for the sorted quarters ``levels``."""
+    return [f"q_{q}" for q in levels[1:]]
+
+
+def _design(x: np.ndarray, codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """``x`` with the :func:`_quarter_dummies` of the quarter ``codes`` appended (float64)."""
+    out = np.empty((len(codes), x.shape[1] + max(n_levels - 1, 0)))
+    out[:, :x.shape[1]] = x
+    out[:, x.shape[1]:] = codes[:, None] == np.arange(1, n_levels)
+    return out
 
 
 def _distinct_designs(x: pd.DataFrame, strata: np.ndarray, quarters: np.ndarray
@@ -120,19 +136,18 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
     t0 = time.perf_counter()
     data = design.complete_rows(episodes, ["start", "stop", "event", "team_id", "quarter"])
     n_obs = len(data)
-    g = int(data["team_id"].nunique())
+    strata = design.factor_codes(data["team_id"])
+    g = int(strata.max()) + 1 if n_obs else 0     # teams (no missing team_id here)
     if n_obs == 0 or int(data["event"].sum()) == 0:
         return empty_fit(OUTCOME, MODEL, SCALE, TERMS, "not estimable: no churn events",
                          n_obs=n_obs, n_clusters=g)
-    strata = design.factor_codes(data["team_id"])
-    quarters = design.factor_codes(data["quarter"])
+    quarters, levels = _quarter_factor(data["quarter"])
     x = design.regressors(data)
     xd, sd, qd_codes, counts = _distinct_designs(x, strata, quarters)
     reasons = design.identifiability(xd, [sd, qd_codes], "team strata and quarter",
                                      weights=counts)
     keep = [t for t in TERMS if not reasons[t]]
-    qd = _quarter_dummies(data["quarter"])
-    names = keep + list(qd.columns)
+    names = keep + _quarter_names(levels)
     if not keep:
         return _finish(data, reasons, None, None, names, g, t0, extras={})
     n_events = int(data["event"].sum())
@@ -144,15 +159,18 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
         return _finish(data, {t: reasons[t] or note for t in TERMS}, None, None, names, g,
                        t0, extras={}, note=note)
     # quarters without an event: their indicator's MLE is at -inf; drop them (that limit)
-    data = _with_events(data)
-    g = int(data["team_id"].nunique())
-    strata, x = design.factor_codes(data["team_id"]), design.regressors(data)
-    qd = _quarter_dummies(data["quarter"])
-    names = keep + list(qd.columns)
-    xmat = np.column_stack([x[keep].to_numpy(float), qd.to_numpy(float)])
+    if len(with_events := _with_events(data)) < len(data):
+        data = with_events
+        strata, x = design.factor_codes(data["team_id"]), design.regressors(data)
+        g = int(strata.max()) + 1
+        quarters, levels = _quarter_factor(data["quarter"])
+    del with_events
+    names = keep + _quarter_names(levels)
     try:
         fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
-                      data["event"].to_numpy(int), xmat, strata, names=names)
+                      data["event"].to_numpy(int),
+                      _design(x[keep].to_numpy(float), quarters, len(levels)), strata,
+                      names=names)
         cov = fit.cov_robust(strata, small_sample=True)   # strata = teams
     except (ConvergenceError, np.linalg.LinAlgError) as exc:
         note = f"not estimable: Cox fit failed ({type(exc).__name__}: {_short(exc)})"
