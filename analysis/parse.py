@@ -222,7 +222,8 @@ def _iso_dates(text: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Only ``YYYY-MM-DD`` parses; an ISO-shaped real calendar date outside
     datetime64[ns] is out of range, anything else is not a date.
     """
-    iso = text.str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
+    # matched by Arrow (RE2: \d is an ASCII digit only, unlike Python's re)
+    iso = text.astype(_TEXT).str.fullmatch(_ISO_DATE).to_numpy(dtype=bool, na_value=False)
     parsed = pd.to_datetime(text.where(iso), format="%Y-%m-%d", errors="coerce")
     ok = parsed.notna().to_numpy()
     oor = iso & ~ok & _valid_calendar(text, iso & ~ok)
