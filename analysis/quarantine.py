@@ -105,14 +105,18 @@ def quarantine_rows(table: str, verdicts: RowVerdicts, ids: pd.Series,
     """
     pos = np.flatnonzero(~verdicts.alive)
     cols = verdicts.column[pos]
-    raw_values = [_raw_text(raw[c].iloc[p]) if c in raw.columns else None
-                  for p, c in zip(pos, cols)]
+    raw_values = np.full(len(pos), None, dtype=object)
+    for c in pd.unique(cols[pd.notna(cols)]):  # one vectorised take per column
+        if c in raw.columns:
+            at = np.flatnonzero(cols == c)
+            cells = raw[c].iloc[pos[at]].to_numpy(dtype=object)
+            raw_values[at] = [_raw_text(v) for v in cells]
     return pd.DataFrame({
         "table": table,
         "row": (pos + 1).astype("int64"),
         "id": ids.iloc[pos].to_numpy(dtype=object),
         "column": cols,
-        "raw_value": np.array(raw_values, dtype=object),
+        "raw_value": raw_values,
         "reason": verdicts.reason[pos],
     }, columns=list(QUARANTINE_COLUMNS))
 
