@@ -121,9 +121,11 @@ def _by_unique(text: pd.Series, fn, *, with_na: bool = False):
     is dropped.
     """
     codes, uniques = pd.factorize(text)
-    distinct = uniques.astype(object).tolist()
+    distinct = np.asarray(uniques.astype(object), dtype=object)
     extra = with_na and bool((codes < 0).any())
-    result = fn(pd.Series(distinct + [None] * extra, dtype=object))
+    if extra:
+        distinct = np.append(distinct, np.array([None], dtype=object))
+    result = fn(pd.Series(distinct, dtype=object))
     if extra:
         return codes, tuple(r[:-1] for r in result) if isinstance(result, tuple) else result[:-1]
     return codes, result

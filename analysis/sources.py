@@ -784,8 +784,8 @@ def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     return h.hexdigest()
 
 
-def _canonical_bytes(s: pd.Series) -> bytes:
-    """The column's canonical values joined by \\x1f, UTF-8 encoded."""
+def _canonical_bytes(s: pd.Series):
+    """The column's canonical values joined by \\x1f, UTF-8 encoded (bytes or a memoryview)."""
     if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -797,12 +797,13 @@ def _canonical_bytes(s: pd.Series) -> bytes:
             return b""
         arr = arr.cast(pa.large_string())
         blank = pc.or_kleene(pc.is_null(arr), pc.equal(arr, ""))
-        text = pc.if_else(blank, pa.scalar(_NULL, pa.large_string()), arr)
+        if arr.null_count or pc.any(blank).as_py():
+            arr = pc.if_else(blank, pa.scalar(_NULL, pa.large_string()), arr)
         joined = pc.binary_join_element_wise(  # every value followed by "\x1f"
-            text, pa.scalar("", pa.large_string()), pa.scalar("\x1f", pa.large_string()))
+            arr, pa.scalar("", pa.large_string()), pa.scalar("\x1f", pa.large_string()))
         offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)
         start, stop = int(offsets[joined.offset]), int(offsets[joined.offset + len(joined)])
-        return joined.buffers()[2].to_pybytes()[start:stop - 1]
+        return memoryview(joined.buffers()[2])[start:stop - 1]  # no copy
     return "\x1f".join(_canonical(s)).encode("utf-8", "surrogatepass")
 
 
