@@ -115,7 +115,8 @@ class _RiskSets:
         """For each row, Σ of ``per_key`` over the event keys in its (start, stop]."""
         c = np.concatenate([np.zeros((1,) + per_key.shape[1:]), np.cumsum(per_key, 0)])
         out = c[self.hi]
-        out -= c[self.lo]
+        for a in range(0, len(out), GRAM_BLOCK):   # by blocks: no second n×p array
+            out[a:a + GRAM_BLOCK] -= c[self.lo[a:a + GRAM_BLOCK]]
         return out
 
 
@@ -200,14 +201,16 @@ def efron_residuals(start, stop, event, x, beta, strata=None, *,
     a1_row = rs.over_risk_interval(t["a1"])
     ev, kr = rs.ev_rows, rs.k_of_row[rs.ev_rows]
     a1_row[ev] -= t["a2"][kr]
-    g_row = rs.over_risk_interval(g)
-    g_row[ev] -= own[kr]
-    # score = -r·(x·a1_row − g_row), in place (n×p temporaries are 150 MB at scale)
+    # score = -r·(x·a1_row − g_row), g_row = Σ of g over each row's risk interval,
+    # by row blocks (no n×p temporaries: 150 MB each at company scale)
+    cg = np.concatenate([np.zeros((1, g.shape[1])), np.cumsum(g, 0)])
     score = np.multiply(x, a1_row[:, None])
-    score -= g_row
-    del g_row
+    for a in range(0, len(score), GRAM_BLOCK):
+        b = slice(a, a + GRAM_BLOCK)
+        score[b] -= cg[rs.hi[b]]
+        score[b] += cg[rs.lo[b]]
     score *= -t["r"][:, None]
-    score[ev] += x[ev] - xbarbar[kr]
+    score[ev] += x[ev] - xbarbar[kr] - t["r"][ev, None] * own[kr]
     schoen = x[rs.ev_sorted] - xbarbar[rs.k_sorted]
     return CoxResiduals(score=score, schoenfeld=schoen, event_times=rs.event_times,
                         loglik=t["loglik"])

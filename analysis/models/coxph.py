@@ -119,8 +119,10 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     converged = _converged(fit["warnings"])
     if not converged:
         log.warning("Cox fit (lifelines) did not converge")
-    res = efron_residuals(*fit["rows_sorted"], fit["params"], fit["codes"],
-                          risk_sets=fit["risk_sets"])
+    # popped: the sorted copy of the design and the risk sets are freed before the
+    # full-length residual matrix is allocated
+    res = efron_residuals(*fit.pop("rows_sorted"), fit["params"], fit["codes"],
+                          risk_sets=fit.pop("risk_sets"))
     score = np.zeros((len(start), len(names)))
     score[fit["rows"]] = res.score
     return CoxFit(params=fit["params"], cov_naive=fit["cov"], loglik=fit["loglik"],
@@ -319,8 +321,9 @@ def _semiparametric_class():
                 mean, std = values.mean(0), values.std(0, ddof=1)
                 self._norm_mean = pd.Series(mean, index=x.columns)
                 self._norm_std = pd.Series(std, index=x.columns)
-                x_norm = pd.DataFrame(utils.normalize(values, mean, std),
-                                      index=x.index, columns=x.columns)
+                scaled = values - mean   # utils.normalize's (X - mean) / std, one copy
+                scaled /= std
+                x_norm = pd.DataFrame(scaled, index=x.index, columns=x.columns)
                 del x
                 init = None if start is None else np.asarray(start, float) * std
                 beta, loglik, hessian = self._newton_raphson_for_efron_model(

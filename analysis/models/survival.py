@@ -202,7 +202,8 @@ def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit
     Each refit is the full fit's procedure on the remaining teams: episodes of
     quarters left without an event are dropped (:func:`_with_events`), the quarter
     indicators are rebuilt, and the terms still varying within the remaining strata
-    are kept; lifelines starts from the full-sample coefficients.
+    are kept; lifelines' Newton–Raphson is warm-started at the maximum found from
+    the full-sample coefficients (:func:`analysis.models.coxph.cox_coefficients`).
     """
     full = pd.Series(fit.params, index=names)
     teams = data["team_id"].to_numpy()
