@@ -229,3 +229,29 @@ def test_pyfixest_within_matches_stata_xtreg_fe(grunfeld):
         assert iid.loc[term, "Estimate"] == pytest.approx(b, rel=STATA_PRINTED_RTOL)
         assert iid.loc[term, "Std. Error"] == pytest.approx(se_iid, rel=STATA_PRINTED_RTOL * 5)
         assert crv.loc[term, "Std. Error"] == pytest.approx(se_cl, rel=STATA_PRINTED_RTOL * 5)
+
+
+def test_efron_derivatives_match_lifelines_gradients(rossi):
+    # the vectorised Efron score and information that find lifelines' starting point
+    # (coxph._starting_point) against lifelines' own per-stratum computation, with
+    # delayed entry, ties and strata, away from the optimum
+    from lifelines import CoxTimeVaryingFitter
+
+    from analysis.models.cox_residuals import _RiskSets, efron_derivatives
+
+    ep = _split(rossi).assign(stratum=lambda d: d["id"] % 3)
+    x = ep[COLS].to_numpy(float)
+    beta = np.linspace(-0.1, 0.1, len(COLS))
+    strata = ep["stratum"].to_numpy()
+    loglik, score, info = efron_derivatives(
+        _RiskSets(ep["start"], ep["stop"], ep["event"], strata), x, beta)
+    hess, grad, ll = np.zeros((len(COLS), len(COLS))), np.zeros(len(COLS)), 0.0
+    for s in range(3):
+        m = strata == s
+        h, g, lls = CoxTimeVaryingFitter._get_gradients(
+            x[m], ep["event"].to_numpy(bool)[m], ep["start"].to_numpy(float)[m],
+            ep["stop"].to_numpy(float)[m], np.ones(m.sum()), beta)
+        hess, grad, ll = hess + h, grad + g, ll + lls
+    np.testing.assert_allclose(loglik, ll, rtol=1e-12)
+    np.testing.assert_allclose(score, grad, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(info, -hess, rtol=1e-9)
