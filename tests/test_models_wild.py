@@ -8,6 +8,8 @@ the weighted route's design must keep exactly the dummy columns that add rank.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pyfixest as pf
@@ -15,9 +17,10 @@ import pytest
 from test_models_recovery import make_panel
 
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
-from analysis.models import ModelResults, fit_linear, wild_comparison
+from analysis.models import fit_linear
 from analysis.models.clustered import (WILD_COMPARE_MAX_CLUSTERS, WILD_COMPARE_REPS,
                                        _independent)
+from analysis.wild_compare import wild_comparison
 
 
 def _greedy_rank(z: np.ndarray) -> list[int]:
@@ -67,9 +70,8 @@ def test_wild_p_values_are_pyfixests_own(panel_24, bookings_24):
 
 
 def test_comparison_puts_both_p_values_side_by_side(bookings_24):
-    results = ModelResults(effects=bookings_24.effects, summaries=bookings_24.summary,
-                           extras={"bookings": bookings_24.extras})
-    table = wild_comparison(results)
+    without = SimpleNamespace(effects=bookings_24.effects, extras={"wild_p": None})
+    table = wild_comparison({"bookings": bookings_24, "complaints": without})
     assert list(table["term"]) == list(TERMS)
     assert (table["n_clusters"] == 24).all()
     analytic = bookings_24.effects.set_index("term")["p_value"]

@@ -24,7 +24,7 @@ from analysis.models.tidy import (EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, Mod
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fit_effects", "wild_comparison", "fit_churn", "fit_renewal", "fit_complaints", "fit_linear",
+__all__ = ["fit_effects", "fit_churn", "fit_renewal", "fit_complaints", "fit_linear",
            "km_by_plan", "logrank_by_plan", "ModelResults", "ModelFit", "EFFECT_COLUMNS",
            "SUMMARY_COLUMNS"]
 
@@ -65,29 +65,6 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
                  row["n_obs"], row["n_clusters"], row["converged"], row["seconds"])
     return ModelResults(effects=_ordered(headline), summaries=summaries,
                         extras={k: f.extras for k, f in fits.items()})
-
-
-def wild_comparison(results: ModelResults) -> pd.DataFrame:
-    """Analytic and wild-bootstrap p-values side by side, for the linear models.
-
-    Rows only for the models that carry wild p-values (``extras[outcome]["wild_p"]``:
-    ``MIN_CLUSTERS`` to ``WILD_COMPARE_MAX_CLUSTERS`` teams); columns ``outcome``,
-    ``term``, ``estimate``, ``p_value`` (analytic, as reported), ``p_value_wild``,
-    ``reps``, ``n_clusters``. Empty when no model carries them.
-    """
-    frames = []
-    for outcome, extras in results.extras.items():
-        wild = extras.get("wild_p")
-        if wild is None or wild.empty:
-            continue
-        eff = results.effects
-        eff = eff[(eff["outcome"] == outcome) & (eff["model"] == "ols_fe")]
-        frames.append(eff[["outcome", "term", "estimate", "p_value", "n_clusters"]]
-                      .merge(wild, on="term", how="inner"))
-    columns = ["outcome", "term", "estimate", "p_value", "p_value_wild", "reps", "n_clusters"]
-    if not frames:
-        return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def _fit_all(derived: dict[str, pd.DataFrame]) -> dict[str, ModelFit]:
