@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from analysis import config, findings, fit_cache, plots, report_text
+from analysis import config, findings, fit_cache, plots, report_text, wild_compare
 from analysis.i18n import Catalogue
 from analysis.prepare import prepare
 
@@ -81,6 +81,22 @@ with plots.theme(lang):
         plots.plot_effects(fit.effects.assign(label=fit.effects["term"].map(term_labels)),
                            ax=ax, title=outcome, xlabel=fit.effects["scale"].iloc[0])
 plt.show()
+
+# %% [markdown]
+# ## Wild cluster bootstrap beside the analytic p-values
+#
+# With 10 to 40 teams, cluster-robust p-values can come out too small when a
+# weight's variation comes from a few teams. The restricted wild cluster bootstrap
+# (pyfixest `wildboottest`: WCR-11, Webb weights, seeded) tests the same "no effect"
+# another way. Where the two disagree about the 5% line, read that effect with care.
+# Only the linear models have this bootstrap.
+
+# %%
+wild = wild_compare.wild_comparison(fits)
+if wild.empty:
+    display(Markdown("_No side-by-side p-values: they are computed for 10 to 40 teams._"))
+else:
+    display(wild.assign(disagree=(wild["p_value"] < 0.05) != (wild["p_value_wild"] < 0.05)))
 
 # %% [markdown]
 # ## In plain words
