@@ -54,7 +54,7 @@ INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
     "deals": ("rep_id", "close_date", "status", "amount", "is_new_business"),
     "contracts": ("contract_id", "customer_id", "rep_id", "start_date", "end_date",
                   "annual_value", "outcome", "cancel_date"),
-    "surveys": ("rep_id", "sent_date", "responded_date", "csat", "nps"),
+    "surveys": ("customer_id", "rep_id", "sent_date", "responded_date", "csat", "nps"),
     "complaints": ("complaint_id", "customer_id", "rep_id", "created_date"),
 }
 
@@ -72,7 +72,17 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "renewal_table": ("team_plan_days",),
     "diagnostics": ("team_plan_days", "customer_churn", "customer_owner_spans",
                     "complaint_owners"),
+    "survey_counts": (),
+    "survey_respondents": (),
 }
+#: Every table :func:`build_all` returns, in order.
+PUBLIC = ("rep_quarter_panel", "survival_episodes", "renewal_table", "diagnostics",
+          "survey_counts", "survey_respondents")
+#: The survey aggregates (they read only ``surveys``; see :func:`survey_tables`).
+SURVEY_TABLES = ("survey_counts", "survey_respondents")
+#: Score columns of ``survey_counts``: answers per CSAT (1..5) and NPS (0..10) score.
+CSAT_SCORES = tuple(range(1, 6))
+NPS_SCORES = tuple(range(0, 11))
 
 _SQL_TYPES = {"id": "VARCHAR", "str": "VARCHAR", "enum": "VARCHAR", "date": "DATE",
               "float": "DOUBLE", "int": "BIGINT", "bool": "BOOLEAN"}
@@ -87,6 +97,8 @@ _INT_COLUMNS = {
     "survival_episodes": ("start", "stop", "event"),
     "renewal_table": ("renewed", "tenure_days"),
     "diagnostics": ("n",),
+    "survey_counts": ("surveys_sent", "responses", *(f"csat_{k}" for k in CSAT_SCORES),
+                      *(f"nps_{k}" for k in NPS_SCORES)),
 }
 _FLOAT_COLUMNS = {
     "rep_quarter_panel": ("bookings", "log_bookings", "csat_mean", "nps", "response_rate",
@@ -182,7 +194,8 @@ def sql_params(sql: str, as_of: date, first_day: date) -> dict[str, date]:
 class _Workspace:
     """An in-memory DuckDB connection holding the inputs and the building blocks."""
 
-    def __init__(self, tables: dict[str, pd.DataFrame], quarter: str):
+    def __init__(self, tables: dict[str, pd.DataFrame], quarter: str,
+                 inputs: tuple[str, ...] = tuple(INPUT_COLUMNS)):
         self.quarter = quarter
         self.as_of: date = quarter_end(quarter)
         self.quarters = analysed_quarters(tables, quarter)
@@ -191,7 +204,7 @@ class _Workspace:
         # be identical to the last digit for identical inputs.
         self.con = duckdb.connect(":memory:", config={"threads": 1})
         self._built: set[str] = set()
-        for name in INPUT_COLUMNS:
+        for name in inputs:
             if name not in tables:
                 raise KeyError(f"derived tables need the typed table {name!r}")
             self._load(name, tables[name])
@@ -349,10 +362,32 @@ def build_all(tables: dict[str, pd.DataFrame], quarter: str) -> dict[str, pd.Dat
     dict of str to DataFrame
         ``rep_quarter_panel``, ``survival_episodes``, ``renewal_table`` and
         ``diagnostics`` (columns ``check_name, n, note``: counts of rows the derived
-        tables could not use as intended, such as unattributed complaints).
+        tables could not use as intended, such as unattributed complaints),
+        ``survey_counts`` and ``survey_respondents`` (:func:`survey_tables`).
     """
     with _Workspace(tables, quarter) as ws:
-        out = {name: ws.query(name) for name in
-               ("rep_quarter_panel", "survival_episodes", "renewal_table", "diagnostics")}
+        out = {name: ws.query(name) for name in PUBLIC}
     _log_diagnostics(out["diagnostics"])
     return out
+
+
+def survey_tables(tables: dict[str, pd.DataFrame], quarter: str) -> dict[str, pd.DataFrame]:
+    """The survey aggregates the metrics and the survey-gaming check read.
+
+    Parameters
+    ----------
+    tables : typed tables of the as-of view of ``quarter``'s last day (only
+        ``surveys`` is read).
+    quarter : the analysed quarter.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``survey_counts``: one row per rep_id and quarter sent (every quarter with a
+        survey up to the view's day), columns ``rep_id, quarter, surveys_sent,
+        responses, csat_1..csat_5, nps_0..nps_10`` (answers per score, responded
+        surveys only); ``survey_respondents``: distinct ``rep_id, customer_id,
+        quarter`` of the surveys answered. Both sorted by their columns.
+    """
+    with _Workspace(tables, quarter, inputs=("surveys",)) as ws:
+        return {name: ws.query(name) for name in SURVEY_TABLES}

@@ -203,19 +203,18 @@ def rate(events: int, exposure: float, per: float = 100, *, level: float = 0.95)
 
 # --- the quarterly table --------------------------------------------------------------
 
-def _quarter_labels(dates: pd.Series) -> pd.Series:
-    return dates.dt.year.astype("Int64").astype(str) + "Q" + dates.dt.quarter.astype(
-        "Int64").astype(str)
-
-
-def _survey_frame(tables: dict[str, pd.DataFrame], quarters: list[str]) -> pd.DataFrame:
-    """Surveys with the quarter sent and the team of their rep."""
-    s = tables["surveys"]
-    s = s.loc[s.sent_date.notna(), ["rep_id", "sent_date", "responded_date", "csat", "nps"]]
-    s = s.assign(quarter=_quarter_labels(s.sent_date), responded=s.responded_date.notna())
-    s = s[s.quarter.isin(quarters)]
+def _survey_frame(tables: dict[str, pd.DataFrame], counts: pd.DataFrame,
+                  quarters: list[str]) -> pd.DataFrame:
+    """Survey counts of ``quarters`` with the team of their rep."""
+    c = counts[counts.quarter.isin(quarters)]
     teams = tables["reps"].set_index("rep_id").team_id
-    return s.assign(team_id=s.rep_id.map(teams))
+    return c.assign(team_id=c.rep_id.map(teams))
+
+
+def _answers(g: pd.DataFrame, name: str, scores: tuple[int, ...]) -> np.ndarray:
+    """The answers counted in ``g``'s ``<name>_<score>`` columns, as one array of scores."""
+    return np.repeat(np.array(scores, dtype="float64"),
+                     [int(g[f"{name}_{k}"].sum()) for k in scores])
 
 
 def _churn_frame(episodes: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
@@ -240,17 +239,21 @@ def _estimates(name: str, groups, keys) -> list[tuple]:
 
 def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quarter: str,
                       scope: Literal["company", "team"] = "company", *,
-                      episodes: pd.DataFrame | None = None) -> pd.DataFrame:
+                      episodes: pd.DataFrame | None = None,
+                      survey_counts: pd.DataFrame | None = None) -> pd.DataFrame:
     """Customer metrics per quarter (and team), shaped like findings.json ``metrics``.
 
     Parameters
     ----------
-    tables : typed tables of the as-of view of ``quarter``'s last day (surveys, reps).
+    tables : typed tables of the as-of view of ``quarter``'s last day (reps; surveys
+        when ``survey_counts`` is omitted).
     panel : :func:`analysis.derived.rep_quarter_panel` of the same view.
     quarter : the analysed quarter; rows cover every panel quarter up to it.
     scope : ``"company"`` or ``"team"``.
     episodes : :func:`analysis.derived.survival_episodes` of the same view; built
         from ``tables`` when omitted.
+    survey_counts : :func:`analysis.derived.survey_tables` ``survey_counts`` of the
+        same view (``Prepared.derived``); built from ``tables`` when omitted.
 
     Returns
     -------
@@ -276,22 +279,28 @@ def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quar
     if episodes is None:
         from .derived import survival_episodes
         episodes = survival_episodes(tables, quarter)
+    if survey_counts is None:
+        from .derived import survey_tables
+        survey_counts = survey_tables(tables, quarter)["survey_counts"]
 
     def per_group(frame: pd.DataFrame, fn) -> dict:
         return {(k if isinstance(k, tuple) else (k,)): fn(g)
                 for k, g in frame.groupby(by, sort=True)}
 
-    surveys = _survey_frame(tables, quarters)
-    answered = surveys[surveys.responded]
+    from .derived import CSAT_SCORES, NPS_SCORES
+
+    surveys = _survey_frame(tables, survey_counts, quarters)
     p = panel[panel.quarter.isin(quarters)]
     churn = _churn_frame(episodes, quarters)
     rows = []
-    rows += _estimates("nps", per_group(answered, lambda g: nps(g.nps)), keys)
-    rows += _estimates("pct_satisfied", per_group(answered, lambda g: pct_satisfied(g.csat)),
-                       keys)
-    rows += _estimates("csat_mean", per_group(answered, lambda g: mean(g.csat)), keys)
+    rows += _estimates("nps", per_group(
+        surveys, lambda g: nps(_answers(g, "nps", NPS_SCORES))), keys)
+    rows += _estimates("pct_satisfied", per_group(
+        surveys, lambda g: pct_satisfied(_answers(g, "csat", CSAT_SCORES))), keys)
+    rows += _estimates("csat_mean", per_group(
+        surveys, lambda g: mean(_answers(g, "csat", CSAT_SCORES))), keys)
     rows += _estimates("response_rate", per_group(
-        surveys, lambda g: proportion(g.responded.sum(), len(g))), keys)
+        surveys, lambda g: proportion(g.responses.sum(), g.surveys_sent.sum())), keys)
     customers = per_group(episodes[episodes.quarter.isin(quarters)],
                           lambda g: g.customer_id.nunique())
     rows += _estimates("complaint_rate", per_group(p, lambda g: _with_n(

@@ -73,8 +73,11 @@ _PY_FIRST, _PY_LAST = "DATE '0001-01-01'", "DATE '9999-12-31'"
 #: Derived results re-sorted in Python: string ORDER BY follows the database collation.
 SORT_KEYS = {"rep_quarter_panel": ["rep_id", "quarter"],
              "survival_episodes": ["customer_id", "first_day"],
-             "renewal_table": ["end_date", "contract_id"]}
-DERIVED = ("rep_quarter_panel", "survival_episodes", "renewal_table", "diagnostics")
+             "renewal_table": ["end_date", "contract_id"],
+             "survey_counts": ["rep_id", "quarter"],
+             "survey_respondents": ["rep_id", "customer_id", "quarter"]}
+DERIVED = ("rep_quarter_panel", "survival_episodes", "renewal_table", "diagnostics",
+           "survey_counts", "survey_respondents")
 _NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TABLE_MARK = re.compile(r"@@([a-z_]+)@@")
 

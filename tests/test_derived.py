@@ -207,6 +207,34 @@ def test_survey_columns(panel):
     assert math.isnan(r2q1.nps) and math.isnan(r2q1.csat_mean)
 
 
+def test_survey_counts(built):
+    """Counts per rep and quarter sent; answers per score, responded surveys only."""
+    counts = built["survey_counts"].set_index(["rep_id", "quarter"])
+    assert list(counts.index) == [("R1", "2024Q1"), ("R2", "2024Q2"), ("R3", "2024Q1")]
+    r1 = counts.loc[("R1", "2024Q1")]  # S1 answered (5, 10), S2 unanswered
+    assert (r1.surveys_sent, r1.responses, r1.csat_5, r1.nps_10) == (2, 1, 1, 1)
+    r2 = counts.loc[("R2", "2024Q2")]  # S4 (4, 8), S5 (3, -), S6 (-, 9)
+    assert (r2.surveys_sent, r2.responses) == (3, 3)
+    assert [r2[f"csat_{k}"] for k in derived.CSAT_SCORES] == [0, 0, 1, 1, 0]
+    assert [r2[f"nps_{k}"] for k in derived.NPS_SCORES] == [0] * 8 + [1, 1, 0]
+    assert str(counts["csat_1"].dtype) == "int64"
+
+
+def test_survey_respondents(built):
+    """Distinct customers who answered, per rep and quarter sent (S2 was not answered)."""
+    resp = built["survey_respondents"]
+    assert list(resp.itertuples(index=False, name=None)) == [
+        ("R1", "C1", "2024Q1"), ("R2", "C1", "2024Q2"), ("R2", "C4", "2024Q2"),
+        ("R3", "C2", "2024Q1")]
+
+
+def test_survey_tables_need_only_surveys(built):
+    """survey_tables reads only ``surveys`` and gives build_all's tables."""
+    alone = derived.survey_tables({"surveys": tiny_tables()["surveys"]}, "2024Q2")
+    for name in derived.SURVEY_TABLES:
+        pd.testing.assert_frame_equal(alone[name], built[name], obj=name)
+
+
 def test_exposure(panel):
     # Active days (d < cancel_date), 91-day quarters:
     # Q1 R1: K1 Jan 10..Mar 31 = 82, K4 Feb 1..Mar 31 = 60 -> 142/91
@@ -419,7 +447,8 @@ def _run_in_postgres(url: str, tables: dict, quarter: str) -> dict[str, pd.DataF
                 cur.executemany(f'INSERT INTO "{name}" VALUES ({marks})',
                                 [tuple(_pg_value(v) for v in row)
                                  for row in df.astype(object).itertuples(index=False)])
-        for name in ("rep_quarter_panel", "survival_episodes", "renewal_table"):
+        for name in ("rep_quarter_panel", "survival_episodes", "renewal_table",
+                     *derived.SURVEY_TABLES):
             for block in derived.block_order(name):
                 exists = con.execute("SELECT to_regclass(%s)", (f"pg_temp.{block}",)).fetchone()[0]
                 if exists is None:
@@ -447,7 +476,9 @@ def test_same_results_in_postgres(built, monkeypatch):
     pg = _run_in_postgres(url, tiny_tables(), "2024Q2")
     keys = {"rep_quarter_panel": ["rep_id", "quarter"],
             "survival_episodes": ["customer_id", "start"],
-            "renewal_table": ["contract_id"]}
+            "renewal_table": ["contract_id"],
+            "survey_counts": ["rep_id", "quarter"],
+            "survey_respondents": ["rep_id", "customer_id", "quarter"]}
     for name, df in pg.items():
         ddb = built[name]
         assert len(ddb) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from analysis.config import SMALL_CELL
@@ -36,3 +37,15 @@ def test_small_cells_not_named(prepared):
     assert not small & {f["rep_id"] for f in summary["flagged"]}
     assert summary["reps_scored"] + summary["reps_below_small_cell"] == len(per)
     assert {"tenure_std_diff", "segment_std_diff", "response_rate"} <= set(per.columns)
+
+
+def test_same_diagnostics_from_the_derived_survey_tables(prepared):
+    """With Prepared.derived's survey tables (the warehouse path) no survey row is read,
+    and the diagnostics equal those built from the rows."""
+    without_rows = {n: df for n, df in prepared.tables.items() if n != "surveys"}
+    for quarters in (4, 8):
+        given = G.survey_gaming(without_rows, prepared.quarter, quarters=quarters,
+                                surveys=prepared.derived)
+        from_rows = G.survey_gaming(prepared.tables, prepared.quarter, quarters=quarters)
+        pd.testing.assert_frame_equal(given, from_rows)
+        assert given["surveys_sent"].sum() > 0

@@ -243,3 +243,22 @@ def test_team_metrics_get_complementary_suppression(company):
     t2 = _metric(m, "bookings", "2024Q1", "T2")
     assert t2.suppressed and t2.n < SMALL_CELL
     assert t1.n >= SMALL_CELL and t1.suppressed and t1.value is None
+
+
+def test_survey_metrics_from_the_derived_counts(company):
+    """Given the derived survey counts (as Prepared.derived holds them), the metrics need
+    no survey rows, and equal those built from the rows."""
+    tables, built = company
+    panel, episodes = built["rep_quarter_panel"], built["survival_episodes"]
+    without_rows = {n: df for n, df in tables.items() if n != "surveys"}
+    for scope in metrics.SCOPES:
+        given = metrics.quarterly_metrics(without_rows, panel, "2024Q2", scope,
+                                          episodes=episodes,
+                                          survey_counts=built["survey_counts"])
+        from_rows = metrics.quarterly_metrics(tables, panel, "2024Q2", scope,
+                                              episodes=episodes)
+        pd.testing.assert_frame_equal(given, from_rows)
+    company_rows = metrics.quarterly_metrics(without_rows, panel, "2024Q2", episodes=episodes,
+                                             survey_counts=built["survey_counts"])
+    r = _metric(company_rows, "csat_mean", "2024Q2")  # S4 4, S5 3 (S6 has no CSAT)
+    assert (r.value, r.n) == (3.5, 2)

@@ -27,7 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.config import SMALL_CELL
-from analysis.quarters import quarter_end, quarter_start, shift_quarter
+from analysis.quarters import quarter_end, quarter_range, quarter_start, shift_quarter
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +36,20 @@ MAD_SCALE = 1.4826
 
 
 def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: int = 4,
-                  small_cell: int = SMALL_CELL, z_threshold: float = Z_THRESHOLD
-                  ) -> pd.DataFrame:
+                  small_cell: int = SMALL_CELL, z_threshold: float = Z_THRESHOLD,
+                  surveys: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per-rep survey diagnostics and flags.
 
     Parameters
     ----------
-    tables : typed tables as of the quarter's last day (``Prepared.tables``).
+    tables : typed tables as of the quarter's last day (``Prepared.tables``: reps,
+        customers, contracts; surveys when ``surveys`` is omitted).
     quarter : the analysed quarter; the window is it and the ``quarters − 1`` before.
     small_cell : reps with fewer CSAT answers are not scored (``eligible`` False).
     z_threshold : flag when the robust z of response_rate × perfect_share exceeds it.
+    surveys : ``survey_counts`` and ``survey_respondents`` of the same view
+        (``Prepared.derived``, :func:`analysis.derived.survey_tables`); built from
+        ``tables`` when omitted.
 
     Returns
     -------
@@ -54,22 +58,26 @@ def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: in
         csat_mean, perfect_share, tenure_std_diff, segment_std_diff, score,
         robust_z, eligible, flagged``, sorted by rep_id.
     """
-    first = pd.Timestamp(quarter_start(shift_quarter(quarter, -(quarters - 1))))
+    from analysis.derived import CSAT_SCORES, survey_tables
+
+    first_quarter = shift_quarter(quarter, -(quarters - 1))
+    first = pd.Timestamp(quarter_start(first_quarter))
     last = pd.Timestamp(quarter_end(quarter))
-    s = tables["surveys"]
-    s = s[(s["sent_date"] >= first) & (s["sent_date"] <= last)]
-    answered = s[s["responded_date"].notna()]
-    csat = answered[answered["csat"].notna()].assign(csat=lambda d: d["csat"].astype(float))
-    per = pd.DataFrame({
-        "surveys_sent": s.groupby("rep_id").size(),
-        "responses": answered.groupby("rep_id").size(),
-        "csat_responses": csat.groupby("rep_id").size(),
-        "csat_mean": csat.groupby("rep_id")["csat"].mean(),
-        "perfect_share": csat.groupby("rep_id")["csat"].apply(lambda x: float((x == 5).mean())),
-    }).fillna({"responses": 0, "csat_responses": 0})
-    per[["responses", "csat_responses"]] = per[["responses", "csat_responses"]].astype(int)
+    window = quarter_range(first_quarter, quarter)
+    if surveys is None:
+        surveys = survey_tables(tables, quarter)
+    counts = surveys["survey_counts"]
+    counts = counts[counts["quarter"].isin(window) & counts["rep_id"].notna()]
+    csat = [f"csat_{k}" for k in CSAT_SCORES]
+    per = counts.groupby("rep_id")[["surveys_sent", "responses", *csat]].sum()
+    per["csat_responses"] = per[csat].sum(axis=1)
+    answers = per["csat_responses"].where(per["csat_responses"] > 0)
+    per["csat_mean"] = (per[csat] * np.array(CSAT_SCORES, dtype="float64")).sum(axis=1) / answers
+    per["perfect_share"] = per["csat_5"] / answers
     per["response_rate"] = per["responses"] / per["surveys_sent"]
-    per = per.join(_selection(tables, answered, first, last))
+    respondents = surveys["survey_respondents"]
+    answered = respondents[respondents["quarter"].isin(window)]
+    per = per.drop(columns=csat).join(_selection(tables, answered, first, last))
     per["eligible"] = per["csat_responses"] >= small_cell
     per["score"] = per["response_rate"] * per["perfect_share"]
     el = per.loc[per["eligible"], "score"]
@@ -87,7 +95,10 @@ def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: in
 
 
 def _selection(tables, answered: pd.DataFrame, first, last) -> pd.DataFrame:
-    """Standardized differences between respondents and all owned customers, per rep."""
+    """Standardized differences between respondents and all owned customers, per rep.
+
+    ``answered`` holds (at least) a ``rep_id, customer_id`` row per respondent.
+    """
     c = tables["contracts"]
     owned = c[(c["start_date"] <= last) & (c["end_date"] >= first)
               & (c["cancel_date"].isna() | (c["cancel_date"] > first))]
