@@ -272,6 +272,7 @@ def _prepare_in_warehouse(wh, quarter: str | None, as_of: date | None, code: str
 
 
 def _build(raw, quarter: str, day: date, key: bytes | None = None) -> Prepared:
+    """Validate, cut to the quarter's last day and derive; empties ``raw.tables`` on the way."""
     from .asof import as_of_view
     from .derived import build_all
     from .validate import validate
@@ -283,13 +284,19 @@ def _build(raw, quarter: str, day: date, key: bytes | None = None) -> Prepared:
         validated.tables = pseudonymise_tables(validated.tables, key)
         validated.quarantine = pseudonymise_quarantine(validated.quarantine, key)
     last_day = quarter_end(quarter)
-    view = as_of_view(validated.tables, last_day)
-    derived = build_all(view, quarter)
     quarantine = visible_quarantine(raw, validated.quarantine, last_day)
+    description, fingerprint = raw.description, raw.fingerprint
+    # Peak memory at company scale: drop the text as read and the typed tables as soon
+    # as their successors exist (the view holds private copies), before the derived
+    # tables are built.
+    raw.tables.clear()
+    view = as_of_view(validated.tables, last_day)
+    validated.tables.clear()
+    derived = build_all(view, quarter)
     return Prepared(tables=view, derived=dict(derived),
                     validated=Validation(quarantine, quality_on(view, quarantine, validated)),
-                    quarter=quarter, as_of=day.isoformat(), fingerprint=raw.fingerprint,
-                    source_description=raw.description)
+                    quarter=quarter, as_of=day.isoformat(), fingerprint=fingerprint,
+                    source_description=description)
 
 
 def visible_quarantine(raw, quarantine: pd.DataFrame, day: date) -> pd.DataFrame:
