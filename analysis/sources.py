@@ -275,7 +275,12 @@ def _read_csv(path: Path) -> pd.DataFrame:
         line = text[:text.index("\x00")].count("\n") + 1
         raise InputError(f"contains a NUL byte (line {line})", file=str(path),
                          hint="the file is binary or UTF-16: export it again as CSV UTF-8")
-    header = next(csv.reader(_lines(text)))
+    try:
+        header = next(csv.reader(_lines(text)))
+    except csv.Error as e:  # e.g. lines ending in a bare carriage return (old Mac files)
+        raise InputError(f"cannot be parsed as CSV ({e})", file=str(path),
+                         hint="save it again as CSV with Windows or Unix line endings "
+                              "(\\r\\n or \\n)") from None
     _check_delimiter(header, path)
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:

@@ -72,6 +72,9 @@ FILE_CASES = {
         (f / "reps.csv").read_text().encode("utf-16")), "reps.csv", "UTF-8"),
     "NUL byte in a cell": (lambda f: append(f, "deals", b"D9,C1,R1,2024-01-01,,open,1\x000,true\n"),
                            "deals.csv", "NUL byte (line 10)"),
+    "carriage-return line endings": (lambda f: (f / "reps.csv").write_bytes(
+        (f / "reps.csv").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r")),
+                                     "reps.csv", "line endings"),
     "duplicate headers": (lambda f: (f / "deals.csv").write_text(
         (f / "deals.csv").read_text().replace("is_new_business", "amount", 1)),
                           "deals.csv", "duplicate column headers"),
