@@ -188,11 +188,13 @@ def prepare(source: str | None = None, quarter: str | None = None,
         code = hashlib.sha256(f"{code}\0{hmac_id('kpisat-cache', key_bytes)}".encode()).hexdigest()
     if hit is None and quarter and as_of_opt is not None:
         hit = _load_indexed(_quick_key(spec, quarter, as_of_opt, code))
+    from .sources import PostgresSource, open_source
+
     if hit is not None:
+        if spec is not None:  # a cache entry is shared by equal data under other names
+            hit.source_description = open_source(spec).describe()
         log.info("prepared %s from cache in %.2fs", hit.quarter, time.perf_counter() - t0)
         return hit
-
-    from .sources import PostgresSource, open_source
 
     source = open_source(spec)
     if isinstance(source, PostgresSource):
@@ -213,6 +215,8 @@ def prepare(source: str | None = None, quarter: str | None = None,
         prepared = _build(raw, label, day, key_bytes)
         _save_atomic(prepared, folder)
         prepared.location = folder
+    else:  # the same data in another folder shares the cache entry, not its name
+        prepared.source_description = raw.description
     index_key = _quick_key(spec, label, day, code)
     if index_key is not None:
         _write_index(index_key, key)
@@ -244,6 +248,8 @@ def _prepare_in_warehouse(wh, quarter: str | None, as_of: date | None, code: str
     folder = prepared_dir() / f"{fingerprint[:20]}-{label}-{day.isoformat()}-{code[:10]}"
     prepared = _load(folder) if (folder / "meta.json").exists() else None
     if prepared is not None:
+        # the same data elsewhere (another schema) shares the cache entry, not its name
+        prepared.source_description = wh.source.describe()
         log.info("prepared %s (as of %s) from cache in %.2fs", label, day,
                  time.perf_counter() - t0)
         return prepared

@@ -49,7 +49,7 @@ from .validate import EARLIEST
 log = logging.getLogger(__name__)
 
 #: Tables whose clean rows come back (the models and notebooks read them row by row).
-SHIPPED = ("reps", "kpi_plans", "plan_assignments", "customers", "contracts", "surveys")
+SHIPPED = ("reps", "kpi_plans", "plan_assignments", "customers", "contracts")
 #: PostgreSQL type OIDs accepted for each contract kind (text, varchar; date;
 #: double, real, numeric and the integers for floats; the integers; boolean).
 ACCEPTED_TYPES = {

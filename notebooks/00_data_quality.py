@@ -101,7 +101,8 @@ plt.show()
 
 # %%
 quarter_metrics = metrics.quarterly_metrics(prepared.tables, panel, prepared.quarter,
-                                            episodes=prepared.derived["survival_episodes"])
+                                            episodes=prepared.derived["survival_episodes"],
+                                            survey_counts=prepared.derived["survey_counts"])
 quarter_metrics[quarter_metrics["quarter"] == prepared.quarter]
 
 # %% [markdown]

@@ -80,7 +80,7 @@ display(Markdown(result.recommendation_markdown()))
 # with fewer answers than the small-cell threshold are not scored or named.
 
 # %%
-gaming = decision.survey_gaming(prepared.tables, prepared.quarter)
+gaming = decision.survey_gaming(prepared.tables, prepared.quarter, surveys=prepared.derived)
 gaming_summary = decision.gaming_summary(gaming)
 with plots.theme(lang):
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")

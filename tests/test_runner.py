@@ -288,6 +288,21 @@ def test_prepare_resolves_defaults_and_caches(sample_dir):
     assert first.validated.data_quality() == again.validated.data_quality()
 
 
+def test_a_shared_cache_entry_keeps_each_sources_own_name(sample_dir, tmp_path):
+    # equal data under two names share one cache entry; each run names its own source
+    from analysis.prepare import prepare
+
+    copy = tmp_path / "copy_of_sample"
+    shutil.copytree(sample_dir, copy)
+    first = prepare(str(sample_dir), "2025Q4", "2025-12-31")
+    for _ in range(2):  # a cache hit, then the quick index
+        other = prepare(str(copy), "2025Q4", "2025-12-31")
+        assert other.location == first.location
+        assert other.source_description == f"folder {copy}"
+    assert prepare(str(sample_dir), "2025Q4", "2025-12-31").source_description == \
+        f"folder {sample_dir}"
+
+
 def test_prepare_sees_the_quarter_end(sample_dir):
     from analysis.prepare import prepare
 
