@@ -16,7 +16,9 @@
 # (imputation): rep and quarter effects are learnt from rep-quarters not yet under a
 # switched plan, so teams that switched earlier never serve as controls — a plain
 # two-way fixed-effects event study would, and is biased when teams switch at
-# different times. Intervals come from the wild cluster bootstrap by team.
+# different times. Intervals come from the wild cluster bootstrap by team; with more
+# than 50 teams from the cluster sandwich by team with t(G−1) (each row's `note` says
+# which).
 #
 # **Pre-trends.** Before the switch, switching teams should not already drift away
 # from the others. The leads (quarters before the switch) are tested jointly; a
@@ -70,7 +72,8 @@ event_study.cohorts(switches)
 #
 # `p_value` comes from the restricted wild cluster bootstrap (valid with few teams);
 # `p_value_crv1` from the usual cluster-robust F test, shown for comparison — it
-# rejects far too often with this few teams.
+# rejects far too often with few teams. Above 50 teams the two are the same: the
+# F test is reliable there and no bootstrap is run.
 
 # %%
 pretrends = event_study.pretrend_tests(results)

@@ -26,7 +26,7 @@ import pytest
 from matplotlib.axes import Axes
 from statsmodels.stats.multitest import multipletests
 
-from analysis.config import SAMPLE_DIR, TERMS
+from analysis.config import SAMPLE_DIR, TERMS, WEIGHTS
 from analysis.decision import event_study as es
 
 LINEAR = ("csat", "nps", "bookings")
@@ -158,3 +158,50 @@ def test_plot_returns_axes(results):
     ax = es.plot_event_study(results["csat"])
     assert isinstance(ax, Axes) and len(ax.lines) >= 2
     plt.close(ax.figure)
+
+
+def _many_team_events(n_teams: int, seed: int = 11, tau: float = 0.5) -> pd.DataFrame:
+    """Synthetic rep-quarter panel: two reps per team, 8 quarters, half the teams switch.
+
+    y = rep effect + quarter effect + tau after the switch + team shock + noise.
+    """
+    rng = np.random.default_rng(seed)
+    quarters = [f"2024Q{q}" for q in range(1, 5)] + [f"2025Q{q}" for q in range(1, 5)]
+    teams = np.repeat(np.arange(n_teams), 2 * len(quarters))
+    reps = np.repeat(np.arange(2 * n_teams), len(quarters))
+    qidx = np.tile(np.arange(len(quarters)), 2 * n_teams)
+    switch = np.where(np.arange(n_teams) % 2 == 0, rng.integers(3, 7, n_teams), -1)[teams]
+    event_time = np.where(switch >= 0, qidx - switch, np.nan)
+    treated = event_time >= 0
+    y = (rng.normal(0, 1, 2 * n_teams)[reps] + 0.1 * qidx + tau * treated
+         + rng.normal(0, 0.3, (n_teams, len(quarters)))[teams, qidx]
+         + rng.normal(0, 0.3, len(reps)))
+    return pd.DataFrame({"team_id": [f"T{t}" for t in teams], "rep_id": [f"R{r}" for r in reps],
+                         "quarter": [quarters[i] for i in qidx], "event_time": event_time,
+                         "treated": treated, "log_bookings": y,
+                         **{w: 1 / len(WEIGHTS) for w in WEIGHTS}})
+
+
+def test_many_teams_use_the_analytic_sandwich_not_the_wild_bootstrap():
+    from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
+
+    tau = 0.5
+    many = es.event_study(_many_team_events(JACKKNIFE_MAX_CLUSTERS + 30, tau=tau), "bookings",
+                          pre_window=2, post_window=2)
+    lags = many.effects[many.effects["model"] == es.MODEL]
+    assert lags["estimable"].all()
+    assert lags["note"].str.contains("no wild bootstrap").all()
+    assert not lags["note"].str.contains("WCR").any()
+    # sane intervals: positive width, around the estimate, covering the true effect
+    assert (lags["conf_low"] < lags["estimate"]).all()
+    assert (lags["estimate"] < lags["conf_high"]).all()
+    assert ((lags["conf_low"] < tau) & (tau < lags["conf_high"])).all(), lags
+    assert (lags["conf_high"] - lags["conf_low"] < 1.0).all()
+    test = many.pretrend.iloc[0]
+    assert test["p_value"] == test["p_value_crv1"] and "no wild bootstrap" in test["note"]
+    # at or below the threshold the same panel keeps the wild bootstrap
+    few = es.event_study(_many_team_events(JACKKNIFE_MAX_CLUSTERS, tau=tau), "bookings",
+                         pre_window=2, post_window=2)
+    few_lags = few.effects[few.effects["model"] == es.MODEL]
+    assert few_lags["note"].str.contains("WCR").all()
+    assert few.pretrend.iloc[0]["p_value"] != few.pretrend.iloc[0]["p_value_crv1"]

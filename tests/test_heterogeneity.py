@@ -82,3 +82,49 @@ def test_subgroups_cover_the_common_truth(table):
     for row in table.itertuples(index=False):
         target = 0.0 if row.note.startswith("difference") else beta[row.outcome]
         assert row.conf_low <= target <= row.conf_high, (row.outcome, row.term)
+
+
+def _many_team_renewals(n_teams: int, seed: int = 5) -> pd.DataFrame:
+    """Synthetic renewal decisions: 40 per team over 4 quarters, plan weights per team-quarter."""
+    from analysis.config import WEIGHTS
+
+    rng = np.random.default_rng(seed)
+    n = 40 * n_teams
+    team = np.repeat(np.arange(n_teams), 40)
+    quarter = rng.integers(0, 4, n)
+    weights = rng.dirichlet(np.ones(len(WEIGHTS)), (n_teams, 4))[team, quarter]
+    frame = pd.DataFrame(weights, columns=list(WEIGHTS))
+    eta = 0.5 + 3 * frame["w_satisfaction"] + rng.normal(0, 0.5, n_teams)[team]
+    frame["renewed"] = rng.random(n) < 1 / (1 + np.exp(-eta))
+    frame["team_id"] = [f"T{t}" for t in team]
+    frame["end_quarter"] = [f"2025Q{q + 1}" for q in quarter]
+    frame["tenure_days"] = rng.integers(30, 1000, n)
+    return frame
+
+
+def test_many_teams_renewal_by_uses_the_sparse_design_with_the_same_numbers():
+    from analysis.decision import heterogeneity as H
+    from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
+
+    data = _many_team_renewals(JACKKNIFE_MAX_CLUSTERS + 10)
+    groups = pd.Series(np.where(data["tenure_days"] < 365, "new", "existing"), index=data.index)
+    rows = pd.DataFrame(H.renewal_by(data, "tenure", groups))
+    assert rows["estimable"].all() and rows["note"].str.contains("sparse team dummies").all()
+    assert ((rows["conf_low"] < rows["estimate"]) & (rows["estimate"] < rows["conf_high"])).all()
+    # the sparse route is the dense one's numbers: Newton maximum and CR1 sandwich
+    x = pd.concat([pd.Series(1.0, index=data.index), data[["w_satisfaction"]],
+                   pd.get_dummies(data["team_id"], drop_first=True, dtype=float)], axis=1)
+    y = data["renewed"].to_numpy(float)
+    xs = H.sparse_design(x.iloc[:, :2], data["team_id"])
+    dense, info = H.logit_newton(x.to_numpy(float), y)
+    sparse_beta, sparse_info = H.logit_newton(xs, y)
+    # team dummies come in another order: compare the intercept and the slope
+    np.testing.assert_allclose(sparse_beta[:2], dense[:2], rtol=1e-8, atol=1e-10)
+    resid = y - 1 / (1 + np.exp(-(x.to_numpy(float) @ dense)))
+    from analysis.models.clustered import cluster_sandwich
+
+    expected = cluster_sandwich(np.linalg.pinv(info), x.to_numpy(float) * resid[:, None],
+                                data["team_id"].to_numpy(), n_params=2)
+    got = H.sparse_cr1(np.linalg.pinv(sparse_info), xs, resid, data["team_id"].to_numpy(),
+                       n_params=2)
+    np.testing.assert_allclose(got[:2, :2], expected[:2, :2], rtol=1e-6)

@@ -81,3 +81,31 @@ def test_plot_frontier(result):
     ax = T.plot_frontier(result.frontier, current=result.current_plans,
                          recommended=result.recommendation["range"])
     assert ax.get_xlabel()
+
+
+def test_sparse_renewal_logit_matches_statsmodels(prepared, result):
+    """The many-teams renewal fit (sparse Newton, CR1) = the statsmodels GLM on the sample."""
+    from analysis.decision import tradeoff_models as M
+
+    data = T.model_data(prepared, result.current["w_satisfaction"] / config.EFFECT_PER)
+    rhs = list(config.TERMS)
+    params, vcov = M._renewal(data["renewal"], rhs)
+    sparse_params, sparse_vcov = M._renewal_sparse(data["renewal"], rhs)
+    assert list(sparse_params.index) == list(params.index)
+    np.testing.assert_allclose(sparse_params.to_numpy(), params.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(sparse_vcov.to_numpy(), vcov.to_numpy(), rtol=1e-5)
+
+
+def test_many_teams_draw_from_the_models_covariance(prepared, result):
+    """Above the threshold no team is resampled: normal draws, named in the note, and an
+    interval of the same order as the bootstrap's around the point objective."""
+    many = T.tradeoff_analysis(prepared, bootstrap_max_clusters=10)
+    assert "normal draws from the models' CRV1-by-team covariance" in many.recommendation["note"]
+    assert "team cluster bootstrap" not in many.recommendation["note"]
+    assert "team cluster bootstrap" in result.recommendation["note"]
+    f, b = many.frontier, result.frontier
+    np.testing.assert_array_equal(f["objective"], b["objective"])  # same fits, same point
+    assert ((f["conf_low"] <= f["objective"]) & (f["objective"] <= f["conf_high"])).all()
+    ratio = (f["conf_high"] - f["conf_low"]) / (b["conf_high"] - b["conf_low"])
+    assert ratio.between(0.25, 4).all(), ratio.describe()
+    assert many.recommendation["range"] is not None

@@ -13,12 +13,30 @@ from typing import Any
 import numpy as np
 
 from analysis.config import SEED
+from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 from analysis.models.tidy import CONF_LEVEL, effect_row, missing_row
 
 #: Wild cluster bootstrap replications (Webb weights, seeded with config.SEED).
 WILD_REPS = 999
 BOOT_NOTE = (f"interval and p-value: restricted wild cluster bootstrap by team (WCR, Webb, "
              f"{WILD_REPS} draws, test inversion); std_error: cluster sandwich x G/(G-1)")
+
+
+def wild_bootstrap(g: int) -> bool:
+    """Whether ``g`` teams get the wild bootstrap (few clusters) or the analytic sandwich.
+
+    Up to ``JACKKNIFE_MAX_CLUSTERS`` teams, as the headline models' few-cluster rule;
+    above it the cluster sandwich × G/(G−1) with t(G−1) is reliable (Cameron & Miller
+    2015; MacKinnon, Nielsen & Webb 2023), and the bootstrap's G-column basis is
+    n × G dense per coefficient (minutes and gigabytes at company scale).
+    """
+    return g <= JACKKNIFE_MAX_CLUSTERS
+
+
+def analytic_note(g: int) -> str:
+    """How the rows of ``g`` > ``JACKKNIFE_MAX_CLUSTERS`` teams are inferred."""
+    return (f"interval and p-value: cluster sandwich by team x G/(G-1), t(G-1) "
+            f"(G={g} > {JACKKNIFE_MAX_CLUSTERS}: no wild bootstrap)")
 
 
 def webb_weights(rng: np.random.Generator, size: tuple[int, ...]) -> np.ndarray:
@@ -102,10 +120,13 @@ def inference_rows(outcome: str, model: str, scale: str, terms: list[tuple[int, 
 
     ``fit["times"]`` lists the event times the fit estimated; every other term, a
     failed fit (``fit`` None, ``note`` says why) or a row with a non-finite number is
-    a non-estimable row. ``row_note(e)`` is the note of an estimable row.
+    a non-estimable row. ``row_note(e)`` is the note of an estimable row. Above
+    ``JACKKNIFE_MAX_CLUSTERS`` teams (:func:`wild_bootstrap`) there is no bootstrap:
+    the interval and p-value come from the sandwich with t(G−1), and
+    :func:`analytic_note` replaces ``row_note``'s bootstrap clause.
     """
     ci = None
-    if fit is not None and not note:
+    if fit is not None and not note and wild_bootstrap(g):
         try:
             with np.errstate(divide="ignore", invalid="ignore"):  # zero-variance terms:
                 ci = wcr_intervals(fit, bootstrap_weights(g))  # caught as non-finite below
@@ -119,14 +140,17 @@ def inference_rows(outcome: str, model: str, scale: str, terms: list[tuple[int, 
             continue
         j = fit["times"].index(e)
         se = float(np.sqrt(fit["vcov"][j, j] * g / (g - 1)))
-        numbers = (fit["coef"][j], se, ci[0][j], ci[1][j], ci[2][j])
+        numbers = (fit["coef"][j], se) + ((ci[0][j], ci[1][j], ci[2][j]) if ci else ())
         if not np.isfinite(numbers).all() or se <= 0:
             rows.append(missing_row(outcome, term, model, scale, n_obs=n_obs, n_clusters=g,
                                     note="not estimable: no variation to estimate it from"))
             continue
         row = effect_row(outcome, term, model, scale, estimate=float(numbers[0]), std_error=se,
                          df=g - 1, n_obs=n_obs, n_clusters=g, note=row_note(e))
-        row.update(conf_low=float(numbers[2]), conf_high=float(numbers[3]),
-                   p_value=float(numbers[4]))
+        if ci is None:  # many teams: effect_row's t(G-1) interval and p-value stand
+            row["note"] = row["note"].replace(BOOT_NOTE, analytic_note(g))
+        else:
+            row.update(conf_low=float(numbers[2]), conf_high=float(numbers[3]),
+                       p_value=float(numbers[4]))
         rows.append(row)
     return rows

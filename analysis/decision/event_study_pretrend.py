@@ -20,7 +20,8 @@ from scipy import stats
 
 from analysis.config import MIN_CLUSTERS
 from analysis.decision.event_study_bootstrap import (BOOT_NOTE, WILD_REPS, bootstrap_weights,
-                                                     inference_rows, wcr_wald_p)
+                                                     inference_rows, wcr_wald_p, wild_bootstrap)
+from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 from analysis.decision.event_study_estimators import lead_regression
 from analysis.decision.plan_switches import event_term
 from analysis.models import design
@@ -49,15 +50,30 @@ def default_pre_window(events: pd.DataFrame, min_clusters: int = MIN_CLUSTERS,
 
 
 def wald_tests(fit: dict[str, Any], g: int) -> dict[str, float]:
-    """Joint test that every lead is 0: CRV1 F(q, G−1) and restricted wild bootstrap."""
+    """Joint test that every lead is 0: CRV1 F(q, G−1) and restricted wild bootstrap.
+
+    Above ``JACKKNIFE_MAX_CLUSTERS`` teams ``p`` is the CRV1 F test's p-value (no
+    bootstrap; see :func:`~.event_study_bootstrap.wild_bootstrap`).
+    """
     b, v = fit["coef"], fit["vcov"]
     q = len(b)
     wald = float(b @ np.linalg.pinv(v) @ b)
     f = wald / q / (g / (g - 1))
     if not (math.isfinite(f) and f > 0):
         return dict(_NO_TEST, q=q)
-    return {"q": q, "f": f, "p_crv": float(stats.f.sf(f, q, g - 1)),
-            "p": wcr_wald_p(fit, wald, bootstrap_weights(g))}
+    p_crv = float(stats.f.sf(f, q, g - 1))
+    return {"q": q, "f": f, "p_crv": p_crv,
+            "p": wcr_wald_p(fit, wald, bootstrap_weights(g)) if wild_bootstrap(g) else p_crv}
+
+
+def _test_note(g: int) -> str:
+    """The joint test's note: which p-value ``p_value`` is."""
+    if wild_bootstrap(g):
+        return ("Wald test that every lead is 0: p_value from the restricted wild "
+                f"cluster bootstrap (WCR, Webb, {WILD_REPS} draws); p_value_crv1 "
+                "from F(q, G-1) with CRV1 by team (over-rejects with few clusters)")
+    return ("Wald test that every lead is 0: p_value = p_value_crv1, F(q, G-1) with CRV1 by "
+            f"team (G={g} > {JACKKNIFE_MAX_CLUSTERS}: no wild bootstrap)")
 
 
 def pretrend(data: pd.DataFrame, outcome: str, scale: str, pre_window: int,
@@ -91,8 +107,6 @@ def pretrend(data: pd.DataFrame, outcome: str, scale: str, pre_window: int,
         "p_value": test["p"], "p_value_crv1": test["p_crv"], "n_obs": len(pre),
         "n_clusters": g,
         "rejected_5pct": bool(test["p"] < 0.05) if np.isfinite(test["p"]) else None,
-        "note": note or ("Wald test that every lead is 0: p_value from the restricted wild "
-                         f"cluster bootstrap (WCR, Webb, {WILD_REPS} draws); p_value_crv1 "
-                         "from F(q, G-1) with CRV1 by team (over-rejects with few clusters)"),
+        "note": note or _test_note(g),
     }], columns=list(PRETREND_COLUMNS))
     return rows, table, fit

@@ -107,10 +107,12 @@ def _selection(tables, answered: pd.DataFrame, first, last) -> pd.DataFrame:
     resp = answered[["rep_id", "customer_id"]].drop_duplicates()
     tenure = (last - cust["acquired_date"]).dt.days / 365.25
     segment = cust["segment"]
+    # respondents per rep looked up, not scanned for (the scan is quadratic in reps)
+    by_rep = {rep: r for rep, r in resp.groupby("rep_id", sort=False)["customer_id"]}
     rows = {}
     for rep, grp in base.groupby("rep_id"):
-        r = resp.loc[resp["rep_id"] == rep, "customer_id"]
-        if r.empty:
+        r = by_rep.get(rep)
+        if r is None or r.empty:
             continue
         t_all, t_resp = tenure.reindex(grp["customer_id"]), tenure.reindex(r)
         sd = float(t_all.std())

@@ -12,6 +12,9 @@ weights kept as they are:
 | ``ols_fe_by_scope`` | csat, nps | scope of the plan, time-weighted: ``w_satisfaction`` under team-scope and under individual-scope plans enter separately, with the team-scope share of the quarter as a control |
 
 Renewal: logit with team and quarter-of-``end_date`` dummies, CR1 by team, t(G−1).
+Above ``JACKKNIFE_MAX_CLUSTERS`` teams the design is built sparse (the same logit,
+Newton steps and CR1 sandwich, no dense n × G dummy matrix; identification is
+checked on the information matrix) and the note says so.
 Panel: rep and quarter fixed effects, weighted by responses, CRV1 by team (pyfixest).
 Rows per subgroup (term ``w_satisfaction:<dimension>=<group>``) and per difference
 from the first group (``w_satisfaction:<dimension>=<group>-<first>``); the whole table
@@ -26,6 +29,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pyfixest as pf
+from scipy import sparse
 from scipy.special import expit
 
 from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS
@@ -33,6 +37,7 @@ from analysis.decision.blas import single_threaded_blas
 from analysis.decision.multiple_testing import Method, adjust_pvalues
 from analysis.models import design
 from analysis.models.clustered import cluster_sandwich
+from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 from analysis.models.renewal import drop_uninformative
 from analysis.models.tidy import effect_row, effects_frame, missing_row
 
@@ -99,13 +104,14 @@ def logit_newton(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-10,
                  maxiter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Logistic regression by Newton–Raphson: coefficients and the information matrix.
 
-    Same maximum as statsmodels ``GLM(Binomial)`` (checked in the tests), without
+    ``x`` dense or scipy sparse. Same maximum as statsmodels ``GLM(Binomial)`` (checked
+    in the tests), without
     its SVD-based IRLS steps, which dominate the run time with a few hundred dummies.
     """
     beta = np.zeros(x.shape[1])
     for _ in range(maxiter):
         p = expit(x @ beta)
-        info = (x.T * (p * (1 - p))) @ x
+        info = _information(x, p * (1 - p))
         step = np.linalg.lstsq(info, x.T @ (y - p), rcond=None)[0] if not np.all(
             np.isfinite(info)) else np.linalg.solve(info + 1e-12 * np.eye(len(beta)),
                                                     x.T @ (y - p))
@@ -115,15 +121,52 @@ def logit_newton(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-10,
     else:
         log.warning("logit did not converge in %d Newton steps", maxiter)
     p = expit(x @ beta)
-    return beta, (x.T * (p * (1 - p))) @ x
+    return beta, _information(x, p * (1 - p))
 
 
-def unidentified(x: np.ndarray, columns: list[int]) -> list[int]:
-    """Which of ``columns`` of ``x`` are linear combinations of the other columns."""
+def _information(x, w: np.ndarray) -> np.ndarray:
+    """``X' diag(w) X`` as a dense array, for a dense or a scipy sparse ``x``."""
+    if sparse.issparse(x):
+        return (x.T @ sparse.diags(w) @ x).toarray()
+    return (x.T * w) @ x
+
+
+def unidentified(x, columns: list[int]) -> list[int]:
+    """Which of ``columns`` of ``x`` are linear combinations of the other columns.
+
+    A sparse ``x`` is checked on ``X'X`` (same null space, p × p instead of n × p).
+    """
+    if sparse.issparse(x):
+        x = _information(x, np.ones(x.shape[0]))
+        rank = np.linalg.matrix_rank(x, hermitian=True)
+        if rank == x.shape[1]:
+            return []
+        return [j for j in columns if np.linalg.matrix_rank(
+            np.delete(np.delete(x, j, axis=0), j, axis=1), hermitian=True) == rank]
     rank = np.linalg.matrix_rank(x)
     if rank == x.shape[1]:
         return []
     return [j for j in columns if np.linalg.matrix_rank(np.delete(x, j, axis=1)) == rank]
+
+
+def sparse_design(dense: pd.DataFrame, teams: pd.Series) -> sparse.csr_matrix:
+    """``dense`` columns followed by team dummies (first team dropped), sparse."""
+    codes = design.factor_codes(teams.astype(str))
+    rows = np.flatnonzero(codes > 0)
+    dummies = sparse.csr_matrix((np.ones(len(rows)), (rows, codes[rows] - 1)),
+                                shape=(len(teams), int(codes.max())))
+    return sparse.hstack([sparse.csr_matrix(dense.to_numpy(float)), dummies], format="csr")
+
+
+def sparse_cr1(bread_inv: np.ndarray, x: sparse.csr_matrix, resid: np.ndarray,
+                clusters: np.ndarray, n_params: int) -> np.ndarray:
+    """CR1 sandwich (as :func:`cluster_sandwich`) from a sparse design's scores."""
+    codes = design.factor_codes(pd.Series(clusters))
+    g, n = int(codes.max()) + 1, x.shape[0]
+    ind = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(g, n))
+    sg = (ind @ sparse.diags(resid) @ x).toarray()
+    c = g / (g - 1) * (n - 1) / (n - n_params)
+    return c * bread_inv @ (sg.T @ sg) @ bread_inv
 
 
 def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
@@ -153,15 +196,21 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
     x = design.regressors(data)
     grp = data["group"].astype(str)
     split = pd.DataFrame({t: x[TERM] * (grp == lv) for t, lv in zip(terms, levels)})
-    xmat = pd.concat([
+    columns = [
         pd.Series(1.0, index=data.index, name="const"), split,
         x[[t for t in TERMS if t != TERM]],
         pd.get_dummies(grp, prefix="grp", drop_first=True, dtype=float),
         pd.get_dummies(data["end_quarter"].astype(str), prefix="q", drop_first=True, dtype=float),
-        pd.get_dummies(data["team_id"].astype(str), prefix="t", drop_first=True, dtype=float),
-    ], axis=1)
+    ]
     n_teams = data["team_id"].nunique() - 1
-    xa, y = xmat.to_numpy(float), data["renewed"].astype(float).to_numpy()
+    many = g > JACKKNIFE_MAX_CLUSTERS
+    if many:  # the same design without a dense n x G block of team dummies
+        xa = sparse_design(pd.concat(columns, axis=1), data["team_id"])
+    else:
+        xa = pd.concat([*columns, pd.get_dummies(data["team_id"].astype(str), prefix="t",
+                                                 drop_first=True, dtype=float)],
+                       axis=1).to_numpy(float)
+    y = data["renewed"].astype(float).to_numpy()
     flat = unidentified(xa, [1 + i for i in range(len(levels))])
     if flat:
         why = (f"not estimable: {TERM} does not vary within "
@@ -171,11 +220,18 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
                 for t in terms]
     params, info = logit_newton(xa, y)
     p = expit(xa @ params)
-    cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
-                           data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
+    if many:
+        cov = sparse_cr1(np.linalg.pinv(info, hermitian=True), xa, y - p,
+                          data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
+        note = (f"CR1 by team, t(G-1) (G={g} > {JACKKNIFE_MAX_CLUSTERS}: sparse team "
+                "dummies)")
+    else:
+        cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
+                               data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
+        note = "CR1 by team, t(G-1)"
     idx = [1 + i for i in range(len(levels))]
     return _rows_from(outcome, model, scale, dimension, levels, params[idx],
-                      cov[np.ix_(idx, idx)], g - 1, len(data), g, "CR1 by team, t(G-1)")
+                      cov[np.ix_(idx, idx)], g - 1, len(data), g, note)
 
 
 def panel_by_scope(panel: pd.DataFrame, scopes: pd.DataFrame, outcome: str, *,

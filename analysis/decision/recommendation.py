@@ -90,8 +90,13 @@ def no_recommendation(reason: str, horizon: float) -> dict:
 
 
 def recommendation_note(inputs: ObjectiveInputs, forms: str, best: float, n_draws: int,
-                        step: float, seed: int) -> str:
-    """How the objective and the range were computed, with this quarter's inputs."""
+                        step: float, seed: int,
+                        method: str = "the team cluster bootstrap") -> str:
+    """How the objective and the range were computed, with this quarter's inputs.
+
+    ``method`` names where the draws come from (the many-teams route of
+    :func:`~analysis.decision.tradeoff.tradeoff_analysis` passes its own).
+    """
     return (f"Objective per rep over {inputs.horizon:g} years: bookings "
             f"(4·H·{inputs.bookings:,.0f} per rep-quarter, scaled by the bookings model) plus "
             f"retained contract value ({inputs.customers:.1f} customers × "
@@ -99,6 +104,6 @@ def recommendation_note(inputs: ObjectiveInputs, forms: str, best: float, n_draw
             f"scaled by the churn model); satisfaction weight moved from revenue, other "
             f"weights at the company mean, grid step {step:g} over the observed weights. "
             f"Range: weights whose objective is not worse than at the estimated best "
-            f"({best:.2f}) by the team cluster bootstrap ({n_draws} draws, seed {seed}; "
+            f"({best:.2f}) by {method} ({n_draws} draws, seed {seed}; "
             f"97.5th percentile of the difference >= 0). Models: {forms} "
             f"(curved only if the cluster-robust Wald test of curvature has p < 0.05).")

@@ -6,6 +6,8 @@
 * dose–response models of every outcome, linear or curved by a Wald test
   (:mod:`.tradeoff_models`);
 * a team cluster bootstrap of the bookings and churn models (:mod:`.tradeoff_bootstrap`);
+  above ``JACKKNIFE_MAX_CLUSTERS`` teams, draws from their CRV1 covariance instead
+  (no refits; the recommendation's note names the method);
 * the weight grid and the recommended range (:mod:`.recommendation`).
 
 **Degraded data.** With fewer than ``min_clusters`` teams (default
@@ -31,7 +33,7 @@ from analysis.decision.blas import single_threaded_blas
 from analysis.decision.recommendation import (OBJECTIVE, TERM, no_recommendation,  # noqa: F401
                                               recommend_range, recommendation,
                                               recommendation_note, weight_grid)
-from analysis.decision.tradeoff_bootstrap import boot_values, bootstrap_params
+from analysis.decision.tradeoff_bootstrap import boot_values, bootstrap_params, simulate_params
 from analysis.decision.tradeoff_inputs import (ObjectiveInputs, customer_value,  # noqa: F401
                                                objective_inputs)
 from analysis.decision.tradeoff_models import (Criterion, DoseFit, delta,  # noqa: F401
@@ -39,6 +41,7 @@ from analysis.decision.tradeoff_models import (Criterion, DoseFit, delta,  # noq
                                                selection_table)
 from analysis.decision.whatif import current_weights, observed_ranges, plans_in_force
 from analysis.errors import ParameterError
+from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,8 @@ class Tradeoff:
     current : company-average current weights (empty without a plan in force).
     current_plans : each team's plan in force on the quarter's last day, with its
         predicted bookings, retention and objective.
-    fits, draws : the dose–response fits and bootstrap coefficient draws.
+    fits, draws : the dose–response fits and coefficient draws (bootstrap, or from the
+        CRV1 covariance above ``JACKKNIFE_MAX_CLUSTERS`` teams).
     ranges : observed weight ranges.
     reason : why the analysis is not estimable ("" when it is).
     """
@@ -202,7 +206,8 @@ def _not_estimable(reason: str, prepared, inputs, current, ranges, fits, horizon
 @single_threaded_blas()
 def tradeoff_analysis(prepared, *, horizon: float = 3.0, grid_step: float = 0.01, reps: int = 99,
                       seed: int = SEED, criterion: Criterion = "wald", alpha: float = 0.05,
-                      min_clusters: int = MIN_CLUSTERS) -> Tradeoff:
+                      min_clusters: int = MIN_CLUSTERS,
+                      bootstrap_max_clusters: int = JACKKNIFE_MAX_CLUSTERS) -> Tradeoff:
     """Frontier, recommendation and model selection for one prepared quarter.
 
     Parameters
@@ -210,9 +215,11 @@ def tradeoff_analysis(prepared, *, horizon: float = 3.0, grid_step: float = 0.01
     prepared : ``analysis.prepare.prepare(...)`` result.
     horizon : objective horizon in years (default 3).
     grid_step : step of the satisfaction-weight grid.
-    reps, seed : cluster bootstrap draws and seed (default ``analysis.config.SEED``).
+    reps, seed : draws (bootstrap or simulated) and seed (default ``analysis.config.SEED``).
     criterion, alpha : model selection (:func:`fit_dose_response`).
     min_clusters : with fewer teams the analysis is not estimable.
+    bootstrap_max_clusters : with more teams the draws come from the models' CRV1
+        covariance (:func:`~.tradeoff_bootstrap.simulate_params`), not the team bootstrap.
 
     Returns
     -------
@@ -234,7 +241,15 @@ def tradeoff_analysis(prepared, *, horizon: float = 3.0, grid_step: float = 0.01
     data = model_data(prepared, x0[TERM])
     fits = fit_dose_response(data, criterion=criterion, alpha=alpha)
     why = _model_problem(fits, None, reps)
-    draws = bootstrap_params(data, fits, reps=reps, seed=seed) if not why else None
+    g = len(set().union(*(data[o]["team_id"] for o in OBJECTIVE_OUTCOMES)))
+    many = g > bootstrap_max_clusters
+    method = (f"normal draws from the models' CRV1-by-team covariance (G={g} > "
+              f"{bootstrap_max_clusters}: no team bootstrap)" if many
+              else "the team cluster bootstrap")
+    draws = None
+    if not why:
+        draws = (simulate_params(fits, reps=reps, seed=seed) if many
+                 else bootstrap_params(data, fits, reps=reps, seed=seed))
     why = why or _model_problem(fits, draws, reps)
     x = _x(grid)
     point = customer_value(fits["bookings"].delta(x, x0), fits["churn"].delta(x, x0), inputs)
@@ -248,7 +263,7 @@ def tradeoff_analysis(prepared, *, horizon: float = 3.0, grid_step: float = 0.01
     frontier = _frontier(grid, point, boot, _levels(fits, x, x0, inputs))
     forms = ", ".join(f"{o} {f.form}" for o, f in fits.items() if o in OBJECTIVE_OUTCOMES)
     note = recommendation_note(inputs, forms, grid["weight"].iloc[best], len(boot["objective"]),
-                               grid_step, seed)
+                               grid_step, seed, method)
     plans = plans_in_force(prepared.tables, day)
     result = Tradeoff(frontier, recommendation(lo, hi, note, horizon),
                       selection_table(fits, alpha), inputs, current, plans, fits, draws, ranges)

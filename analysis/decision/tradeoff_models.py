@@ -7,7 +7,10 @@ satisfaction weight):
 * bookings, CSAT, NPS: pyfixest ``feols`` with rep and quarter fixed effects;
 * complaints: pyfixest ``fepois``, rep and quarter FE, offset log(exposure);
 * renewal: statsmodels binomial GLM with team and end-quarter dummies
-  (uninformative groups dropped as in :mod:`analysis.models.renewal`);
+  (uninformative groups dropped as in :mod:`analysis.models.renewal`); above
+  ``JACKKNIFE_MAX_CLUSTERS`` teams the same logit and CR1 covariance by Newton steps
+  on a sparse design (:func:`~analysis.decision.heterogeneity.logit_newton`), as a
+  dense n × G dummy matrix and its SVDs take minutes at company scale;
 * churn: a piecewise-exponential Poisson model (pyfixest ``fepois``) on episodes
   aggregated by team × 91-day tenure band × quarter × plan, with team × band and
   quarter fixed effects and log(days at risk) as offset — the standard
@@ -33,9 +36,13 @@ import pandas as pd
 import pyfixest as pf
 import statsmodels.api as sm
 from scipy import stats
+from scipy.special import expit
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
+from analysis.decision.heterogeneity import (logit_newton, sparse_cr1, sparse_design,
+                                             unidentified)
 from analysis.errors import ParameterError
+from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 from analysis.models.renewal import drop_uninformative
 
 log = logging.getLogger(__name__)
@@ -182,6 +189,8 @@ def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = 
 
 
 def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
+    if data["team_id"].nunique() > JACKKNIFE_MAX_CLUSTERS:
+        return _renewal_sparse(data, rhs)
     fe = pd.get_dummies(data[["team_id", "end_quarter"]].astype(str), drop_first=True,
                         dtype=float)
     x = pd.concat([pd.Series(1.0, index=data.index, name="const"), data[rhs], fe], axis=1)
@@ -196,6 +205,25 @@ def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFram
         res = sm.GLM(data["renewed"].astype(float), x, family=sm.families.Binomial()).fit(
             cov_type="cluster", cov_kwds={"groups": groups})
     return res.params[kept], res.cov_params().loc[kept, kept]
+
+
+def _renewal_sparse(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
+    """:func:`_renewal` with sparse team dummies: same logit, CR1 as statsmodels' cluster
+    covariance (G/(G−1)·(N−1)/(N−K), K every column), unidentified terms dropped."""
+    dense = pd.concat([pd.Series(1.0, index=data.index, name="const"), data[rhs],
+                       pd.get_dummies(data["end_quarter"].astype(str), drop_first=True,
+                                      dtype=float)], axis=1)
+    x = sparse_design(dense, data["team_id"])
+    flat = unidentified(x, [1 + i for i in range(len(rhs))])
+    kept = [t for i, t in enumerate(rhs) if 1 + i not in flat]
+    x = x[:, [j for j in range(x.shape[1]) if j not in flat]]
+    y = data["renewed"].astype(float).to_numpy()
+    params, info = logit_newton(x, y)
+    cov = sparse_cr1(np.linalg.pinv(info, hermitian=True), x, y - expit(x @ params),
+                     data["team_id"].to_numpy(), n_params=x.shape[1])
+    idx = slice(1, 1 + len(kept))
+    return (pd.Series(params[idx], index=kept),
+            pd.DataFrame(cov[idx, idx], index=kept, columns=kept))
 
 
 def fit_terms(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = False
