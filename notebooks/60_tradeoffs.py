@@ -5,7 +5,9 @@
 # customers. This notebook puts both on one scale — **expected 3-year customer
 # value per rep**: bookings over the horizon plus the contract value the current book
 # keeps paying while it stays — and asks which satisfaction weights are best, with a
-# team cluster bootstrap for the uncertainty. Each outcome's model is fitted with a
+# team cluster bootstrap for the uncertainty (above 50 teams: draws from the models'
+# cluster-robust covariance instead; the recommendation's note says which). Each
+# outcome's model is fitted with a
 # curvature term in the satisfaction weight; the curve is kept only where a
 # cluster-robust Wald test finds it (p < 0.05). Then: are survey numbers being
 # managed, and which popular rules of thumb hold here?
@@ -50,7 +52,8 @@ result.selection
 # ## The objective across satisfaction weights
 #
 # V(w) = 4·H·B₀·exp(Δη_bookings(w)) + N₀·A₀·(1 − exp(−h(w)·H)) / h(w), with
-# h(w) = h₀·exp(Δη_churn(w)) and H = 3 years; the band is the 95% bootstrap interval.
+# h(w) = h₀·exp(Δη_churn(w)) and H = 3 years; the band is the 95% interval of those
+# draws.
 
 # %%
 with plots.theme(lang):
