@@ -329,21 +329,39 @@ class _Terminated(KeyboardInterrupt):
     exit_code = EXIT_TERMINATED
 
 
+#: Ctrl-C / SIGTERM seen during the run. Library code running in the main thread
+#: (e.g. the HTML export) may swallow the KeyboardInterrupt a signal raises; the main
+#: loop raises it again from here (:func:`_raise_if_stopped`) so no stop is lost.
+_STOPS: list[KeyboardInterrupt] = []
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM stops the run as Ctrl-C does (main thread only)."""
+    """Within the block, SIGTERM stops the run as Ctrl-C does (main thread only), and
+    both are remembered until the run has stopped."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminated(signum: int, frame: Any) -> None:
-        raise _Terminated()
+    def stop(signum: int, frame: Any) -> None:
+        exc = _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        _STOPS.append(exc)
+        raise exc
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    _STOPS.clear()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _STOPS.clear()
+
+
+def _raise_if_stopped() -> None:
+    """Raise the stop a signal asked for, if library code swallowed it."""
+    if _STOPS:
+        raise _STOPS[-1]
 
 
 class _Job:
@@ -434,6 +452,7 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
             start_ready()
             export_html(staging / job.nb.name)
             unexported.remove(job)
+            _raise_if_stopped()
     except KeyboardInterrupt as e:
         _discard(ahead)
         stopped = _stop(list(running.values()), reason=e)
@@ -568,6 +587,7 @@ def preload_lines(notebook: Path) -> list[str]:
 def _next_done(completed: queue.Queue, running: dict[int, _Job]) -> _Job:
     """The next running notebook to finish (short waits, so signals are handled)."""
     while True:
+        _raise_if_stopped()
         try:
             job = completed.get(timeout=0.2)
         except queue.Empty:
