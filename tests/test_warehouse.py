@@ -30,6 +30,7 @@ from analysis.errors import InputError
 from analysis.pg_load import load_folder
 from analysis.quarantine import REASONS
 from test_bad_inputs import COMPANY, ROW_CASES, read, write
+from test_postgres import pg_env  # noqa: F401  (the fixture: server password only)
 
 PG_URL = os.environ.get("KPISAT_TEST_PG_URL", "")
 PG_PASSWORD = os.environ.get("KPISAT_TEST_PG_PASSWORD", "")
@@ -88,16 +89,6 @@ def test_with_ctes_merges_into_the_statement_own_with():
 
 
 # ---------------------------------------------------------------- with a server
-@pytest.fixture(scope="module")
-def pg_env():
-    """The server password in PGPASSWORD, nothing else set."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PGPASSWORD", PG_PASSWORD)
-        for name in (pg.PASSWORD_ENV, pg.SCHEMA_ENV):
-            mp.delenv(name, raising=False)
-        yield mp
-
-
 @pytest.fixture(scope="module")
 def schemas(pg_env):
     """Schema names handed out to the tests of this module, dropped at the end."""
