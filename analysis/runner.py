@@ -72,6 +72,10 @@ INTERRUPT_GRACE = 30.0
 MAX_JOBS = 2
 #: Key in a notebook's ``kpisat`` metadata declaring it reads only the prepared inputs.
 INDEPENDENT_KEY = "independent"
+#: Seconds to wait for a finished cell's last output. papermill raises a
+#: CellTimeoutError after nbclient's default 4 s, which a loaded machine (two kernels
+#: beside pytest -n 2) exceeded: a 60 s run was reported "timed out after 600 s".
+IOPUB_TIMEOUT = 60
 #: Exit codes of a run stopped by Ctrl-C (SIGINT) and by SIGTERM (128 + signal number).
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 128 + signal.SIGTERM
 
@@ -711,7 +715,8 @@ def _engine_name() -> str:
             kwargs.pop("input_path", None)
             client = PapermillNotebookClient(
                 nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
-                kernel_name=kernel_name, log=logger, log_output=log_output,
+                iopub_timeout=IOPUB_TIMEOUT, kernel_name=kernel_name, log=logger,
+                log_output=log_output,
                 stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
             client.owns_km = True
             return client.execute()
