@@ -1,7 +1,8 @@
 """Run the quarterly notebooks with papermill and publish the run folder atomically.
 
 ``run()`` prepares the inputs once in this process (so a bad input or parameter is
-reported before any kernel starts, and the notebooks load the prepared cache),
+reported before any kernel starts, and the notebooks load the prepared cache; the
+tables are then released, so this process stays small while the kernels run),
 checks every notebook's parameters cell against what it will inject, executes the
 notebooks in a private staging folder ``OUT/.staging/<quarter>-<run id>/`` in order
 of their two-digit prefix, merges the findings fragments after each one, exports the
@@ -260,7 +261,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         ``OUT/.failed/`` and the previous ``OUT/<quarter>/`` is untouched.
     RunInterrupted : Ctrl-C or SIGTERM; the run is kept under ``OUT/.failed/`` likewise.
     """
-    from .prepare import prepare, run_environment
+    from .prepare import prepare, release, run_environment
 
     started = utc_now()
     if lang not in LANGS:
@@ -274,7 +275,9 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     extra = dict(params or {})
     takes = check_parameters(notebooks, extra)
     src = source_parameter(source)
-    prepared = prepare(src or None, quarter, as_of, fresh=True, pseudonymise=pseudonymise)
+    # the kernels read the prepared cache; this process keeps none of the tables
+    prepared = release(prepare(src or None, quarter, as_of, fresh=True,
+                               pseudonymise=pseudonymise))
     out = Path(out or config.REPORTS_DIR).resolve()
     run_id = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
     staging = out / ".staging" / f"{prepared.quarter}-{run_id}"

@@ -288,6 +288,33 @@ def test_prepare_resolves_defaults_and_caches(sample_dir):
     assert first.validated.data_quality() == again.validated.data_quality()
 
 
+def test_a_cached_quarter_reads_each_table_on_first_use(sample_dir, tmp_path, monkeypatch):
+    # a kernel that reads two tables must not pay (in time or memory) for the rest
+    from analysis import prepare as prep
+
+    monkeypatch.setenv(prep.CACHE_ENV, str(tmp_path / "cache"))
+    built = prep.prepare(str(sample_dir), "2025Q4", "2025-12-31")
+    reads = []
+    real = pd.read_parquet
+    monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: reads.append(Path(path).stem)
+                        or real(path, *a, **k))
+    cached = prep.prepare(str(sample_dir), "2025Q4", "2025-12-31")
+    names = set(built.tables) | set(built.derived)
+    assert not names & set(reads)
+    assert "deals" in cached.tables and len(cached.tables) == len(built.tables)
+    pd.testing.assert_frame_equal(cached.tables["reps"], built.tables["reps"])
+    pd.testing.assert_frame_equal(cached.derived["rep_quarter_panel"],
+                                  built.derived["rep_quarter_panel"])
+    cached.tables["reps"]
+    assert [r for r in reads if r in names] == ["reps", "rep_quarter_panel"]  # each once
+    with pytest.raises(KeyError):
+        cached.tables["no_such_table"]
+    released = prep.release(built)
+    assert built.tables == {} and released.location == built.location
+    assert released.source_description == built.source_description
+    pd.testing.assert_frame_equal(released.tables["deals"], cached.tables["deals"])
+
+
 def test_a_shared_cache_entry_keeps_each_sources_own_name(sample_dir, tmp_path):
     # equal data under two names share one cache entry; each run names its own source
     from analysis.prepare import prepare
