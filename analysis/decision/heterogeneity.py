@@ -61,23 +61,29 @@ def scope_weights(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp | str) ->
     DataFrame with ``team_id, quarter, w_sat_team, w_sat_individual, team_scope_share``.
     """
     plans = tables["kpi_plans"].set_index("plan_id")
+    pa = tables["plan_assignments"]
     end = pd.Timestamp(as_of)
-    rows = []
-    for a in tables["plan_assignments"].itertuples(index=False):
-        last = min(end, a.valid_to) if pd.notna(a.valid_to) else end
-        if last < a.valid_from:
-            continue
-        days = pd.date_range(a.valid_from, last, freq="D")
-        team_scope = plans.at[a.plan_id, "satisfaction_scope"] == "team"
-        rows.append(pd.DataFrame({"team_id": a.team_id, "day": days,
-                                  "w": plans.at[a.plan_id, TERM], "team_scope": team_scope}))
-    if not rows:  # no plan in force up to as_of
+    last = pa["valid_to"].where(pa["valid_to"].notna() & (pa["valid_to"] < end), end)
+    keep = (last >= pa["valid_from"]).to_numpy()
+    if not keep.any():  # no plan in force up to as_of
         return pd.DataFrame(columns=["team_id", "quarter", "w_sat_team", "w_sat_individual",
                                      "team_scope_share"])
-    daily = pd.concat(rows, ignore_index=True)
-    daily["quarter"] = daily["day"].dt.to_period("Q").astype(str).str.replace("Q", "Q")
-    daily["w_sat_team"] = daily["w"] * daily["team_scope"]
-    daily["w_sat_individual"] = daily["w"] * ~daily["team_scope"]
+    pa, last = pa[keep], last[keep]
+    # one row per assignment and day in force, in assignment order (as pd.date_range per row)
+    start = pa["valid_from"].to_numpy()
+    n_days = ((last.to_numpy() - start) // np.timedelta64(1, "D")).astype(np.int64) + 1
+    first = np.repeat(np.cumsum(n_days) - n_days, n_days)
+    offset = np.arange(int(n_days.sum())) - first
+    days = pd.DatetimeIndex(np.repeat(start, n_days) + offset.astype("timedelta64[D]"))
+    # quarter labels once per distinct day, not per row
+    uniq, inverse = np.unique(days.asi8, return_inverse=True)
+    labels = pd.DatetimeIndex(uniq).to_period("Q").astype(str).to_numpy()
+    w = np.repeat(pa["plan_id"].map(plans[TERM]).to_numpy(float), n_days)
+    team_scope = np.repeat((pa["plan_id"].map(plans["satisfaction_scope"]) == "team")
+                           .to_numpy(bool), n_days)
+    daily = pd.DataFrame({"team_id": np.repeat(pa["team_id"].to_numpy(object), n_days),
+                          "quarter": labels[inverse], "w_sat_team": w * team_scope,
+                          "w_sat_individual": w * ~team_scope, "team_scope": team_scope})
     return (daily.groupby(["team_id", "quarter"], sort=True)
             .agg(w_sat_team=("w_sat_team", "mean"), w_sat_individual=("w_sat_individual", "mean"),
                  team_scope_share=("team_scope", "mean"))
