@@ -217,7 +217,9 @@ def _compiled_once():
     every call compiles it again. While this context is active its ``njit`` returns
     the dispatcher compiled the first time for the same code object and options
     (only for functions without closure variables: their result depends on their
-    arguments alone, so the compiled kernel is the same).
+    arguments alone, so the compiled kernel is the same). The kernel is also cached on
+    disk (numba's ``cache=True``), so later kernels of a run load it instead of
+    compiling it (about 1 s of CPU each).
     """
     import wildboottest.wildboottest as wb
 
@@ -232,7 +234,7 @@ def _compiled_once():
                 return original(*args, **kwargs)(fn)
             key = (fn.__code__, tuple(sorted(kwargs.items())), args)
             if key not in _KERNELS:
-                _KERNELS[key] = original(*args, **kwargs)(fn)
+                _KERNELS[key] = original(*args, **{**kwargs, "cache": True})(fn)
             return _KERNELS[key]
         return decorate
 
