@@ -97,7 +97,10 @@ def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: in
 def _selection(tables, answered: pd.DataFrame, first, last) -> pd.DataFrame:
     """Standardized differences between respondents and all owned customers, per rep.
 
-    ``answered`` holds (at least) a ``rep_id, customer_id`` row per respondent.
+    ``answered`` holds (at least) a ``rep_id, customer_id`` row per respondent. Reps
+    without respondents get no row. The arithmetic is pandas' ``Series.mean``/``std``
+    (two-pass, NaN skipped) and ``value_counts(normalize=True)`` on each rep's
+    customers, done on sorted numpy arrays instead of one pandas call per rep.
     """
     c = tables["contracts"]
     owned = c[(c["start_date"] <= last) & (c["end_date"] >= first)
@@ -105,26 +108,84 @@ def _selection(tables, answered: pd.DataFrame, first, last) -> pd.DataFrame:
     cust = tables["customers"].set_index("customer_id")
     base = owned[["rep_id", "customer_id"]].drop_duplicates()
     resp = answered[["rep_id", "customer_id"]].drop_duplicates()
-    tenure = (last - cust["acquired_date"]).dt.days / 365.25
-    segment = cust["segment"]
-    # respondents per rep looked up, not scanned for (the scan is quadratic in reps)
-    by_rep = {rep: r for rep, r in resp.groupby("rep_id", sort=False)["customer_id"]}
-    rows = {}
-    for rep, grp in base.groupby("rep_id"):
-        r = by_rep.get(rep)
-        if r is None or r.empty:
-            continue
-        t_all, t_resp = tenure.reindex(grp["customer_id"]), tenure.reindex(r)
-        sd = float(t_all.std())
-        td = (float(t_resp.mean()) - float(t_all.mean())) / sd if sd > 0 else np.nan
-        p_all = segment.reindex(grp["customer_id"]).value_counts(normalize=True)
-        p_resp = segment.reindex(r).value_counts(normalize=True).reindex(p_all.index).fillna(0)
+    tenure = ((last - cust["acquired_date"]).dt.days / 365.25).to_numpy(float)
+    segment = pd.factorize(cust["segment"])[0]  # -1: no segment
+    b_rep, reps = pd.factorize(base["rep_id"], sort=True)  # -1: no rep
+    r_rep = reps.get_indexer(resp["rep_id"])  # -1: no rep, or a rep owning no customer
+    b_tenure, b_segment = _lookup(cust.index, base["customer_id"], tenure, segment)
+    r_tenure, r_segment = _lookup(cust.index, resp["customer_id"], tenure, segment)
+    n_reps = len(reps)
+    scored = np.bincount(r_rep[r_rep >= 0], minlength=n_reps) > 0
+    if not scored.any():
+        return pd.DataFrame.from_dict({}, orient="index",
+                                      columns=["tenure_std_diff", "segment_std_diff"])
+    seg = _segment_diffs(b_rep, b_segment, r_rep, r_segment, n_reps,
+                         int(segment.max(initial=-1)) + 1)
+    b_sorted, b_bounds = _by_rep(b_rep, b_tenure, n_reps)
+    r_sorted, r_bounds = _by_rep(r_rep, r_tenure, n_reps)
+    chosen = np.flatnonzero(scored)
+    tdiff = np.empty(len(chosen))
+    for k, i in enumerate(chosen):
+        t_all = b_sorted[b_bounds[i]:b_bounds[i + 1]]
+        mean_all, sd = _mean_std(t_all)
+        mean_resp, _ = _mean_std(r_sorted[r_bounds[i]:r_bounds[i + 1]], std=False)
+        tdiff[k] = (mean_resp - mean_all) / sd if sd > 0 else np.nan
+    return pd.DataFrame({"tenure_std_diff": tdiff, "segment_std_diff": seg[chosen]},
+                        index=reps[chosen])
+
+
+def _lookup(index: pd.Index, ids: pd.Series, tenure: np.ndarray, segment: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Tenure (NaN) and segment code (-1) of each id; an unknown customer has neither."""
+    pos = index.get_indexer(ids)
+    known = pos >= 0
+    t, s = np.full(len(pos), np.nan), np.full(len(pos), -1, dtype=np.int64)
+    t[known], s[known] = tenure[pos[known]], segment[pos[known]]
+    return t, s
+
+
+def _by_rep(codes: np.ndarray, values: np.ndarray, n_reps: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """``values`` grouped by rep code (original order within a rep) and each rep's bounds."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_reps + 1))
+    return values[order], bounds
+
+
+def _mean_std(values: np.ndarray, std: bool = True) -> tuple[float, float]:
+    """pandas' ``Series.mean()`` and ``Series.std()`` (ddof 1, NaN skipped), same rounding."""
+    nan = np.isnan(values)
+    count = float(len(values) - nan.sum())
+    filled = np.where(nan, 0.0, values)
+    total = filled.sum()
+    mean = total / count if count > 0 else np.nan
+    if not std or count <= 1:
+        return mean, np.nan
+    sqr = (mean - filled) ** 2
+    sqr[nan] = 0.0
+    return mean, float(np.sqrt(sqr.sum() / (count - 1)))
+
+
+def _segment_diffs(b_rep, b_segment, r_rep, r_segment, n_reps: int, n_segments: int
+                   ) -> np.ndarray:
+    """Per rep, max over its owned customers' segments of |p_resp − p_all| / sqrt(p_all(1 − p_all))."""
+    def shares(rep, seg):
+        ok = (rep >= 0) & (seg >= 0)
+        counts = np.bincount(rep[ok] * n_segments + seg[ok], minlength=n_reps * n_segments
+                             ).reshape(n_reps, n_segments)
+        total = counts.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return counts, counts / total, total
+
+    counts_all, p_all, _ = shares(b_rep, b_segment)
+    _, p_resp, total_resp = shares(r_rep, r_segment)
+    p_resp = np.where(total_resp > 0, p_resp, 0.0)  # no respondent with a segment: shares 0
+    with np.errstate(invalid="ignore", divide="ignore"):
         denom = np.sqrt(p_all * (1 - p_all))
-        diffs = ((p_resp - p_all).abs() / denom)[denom > 0]
-        rows[rep] = {"tenure_std_diff": td,
-                     "segment_std_diff": float(diffs.max()) if len(diffs) else np.nan}
-    return pd.DataFrame.from_dict(rows, orient="index",
-                                  columns=["tenure_std_diff", "segment_std_diff"])
+        diffs = np.abs(p_resp - p_all) / denom
+    use = (counts_all > 0) & (denom > 0)
+    best = np.where(use, diffs, -np.inf).max(axis=1, initial=-np.inf)
+    return np.where(use.any(axis=1), best, np.nan)
 
 
 def gaming_summary(per_rep: pd.DataFrame, *, small_cell: int = SMALL_CELL,
