@@ -77,11 +77,15 @@ def generated_company(out: Path, seed: int, scale: float) -> tuple[Path, dict]:
 
 # ---------------------------------------------------------------- measuring a process tree
 class TreeSampler:
-    """Peak of the summed RSS of a process and its descendants, sampled in a thread."""
+    """Peak of the summed RSS of a process and its descendants, sampled in a thread,
+    and each process's own peak (``by_process``: a notebook kernel is named after its
+    notebook, from the ``KPISAT_NOTEBOOK`` variable the runner gives it)."""
 
     def __init__(self, interval: float = 0.05):
         self.interval = interval
         self.peak_mb = 0.0
+        self.by_process: dict[str, float] = {}
+        self._labels: dict[int, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -104,11 +108,22 @@ class TreeSampler:
                 return
             for p in procs:
                 try:
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
+                    label = self._label(p)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
+                    continue
+                total += rss
+                self.by_process[label] = max(self.by_process.get(label, 0.0), rss / 2**20)
             self.peak_mb = max(self.peak_mb, total / 2**20)
             self._stop.wait(self.interval)
+
+    def _label(self, p) -> str:
+        """The notebook a kernel runs, else the process name (same names share a peak)."""
+        if p.pid not in self._labels:
+            from analysis.findings import WRITER_ENV
+
+            self._labels[p.pid] = p.environ().get(WRITER_ENV) or p.name()
+        return self._labels[p.pid]
 
     def stop(self) -> None:
         self._stop.set()
@@ -167,6 +182,7 @@ def run_stage(stage: str, data: Path, work: Path, *, profile: bool, sample: bool
                 "loadavg_at_start": [round(x, 2) for x in load]}
     rec = json.loads(result_file.read_text())
     rec.update(ok=True, wall_seconds=round(wall, 2), tree_peak_rss_mb=round(sampler.peak_mb, 1),
+               process_peak_rss_mb={k: round(v) for k, v in sampler.by_process.items()},
                loadavg_at_start=[round(x, 2) for x in load])
     if stage == "kpisat_run":  # several processes at once: the tree's summed peak counts
         rec["peak_rss_mb"] = max(rec["tree_peak_rss_mb"], rec.get("max_process_rss_mb", 0.0))
@@ -252,7 +268,10 @@ def print_table(report: dict) -> None:
             extra = (f"pandas/SQL = {rec['ratio_baseline_over_product']:.2f}x, "
                      f"equal={rec['equal']}; ")
         if name == "kpisat_run":
-            extra = f"max single process {rec['max_process_rss_mb']:.0f} MiB; "
+            kernels = {k: v for k, v in rec.get("process_peak_rss_mb", {}).items()
+                       if k[:2].isdigit()}
+            extra = (f"max single process {rec['max_process_rss_mb']:.0f} MiB; "
+                     + "".join(f"{k} {v} MiB; " for k, v in sorted(kernels.items())))
         print(f"{name:<18}{rec['seconds']:>9.2f}{rec['peak_rss_mb']:>14.0f}"
               f"{rec['wall_seconds']:>8.1f}  {extra}{steps}")
     print(f"{'stages total':<18}{report['stages_seconds_total']:>9.2f}"
