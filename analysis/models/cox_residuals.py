@@ -103,13 +103,15 @@ class _RiskSets:
         self.tied = sparse.csr_matrix(
             (np.ones(len(self.ev_sorted)), (self.k_sorted, self.ev_sorted)), shape=(k, n))
 
-    def at_risk_sums(self, v) -> np.ndarray:
-        """Σ over rows at risk at each event key of ``v`` (n,) or (n, p)."""
-        return np.cumsum(self.enter_exit @ v, axis=0)[:-1]
+    def at_risk_sums(self, v, scale: np.ndarray | None = None) -> np.ndarray:
+        """Σ over rows at risk at each event key of ``v`` (n,) or (n, p), each row
+        times ``scale`` (n,) if given (the same products, without an n×p ``scale·v``)."""
+        return np.cumsum(_scaled(self.enter_exit, scale) @ v, axis=0)[:-1]
 
-    def tied_sums(self, v) -> np.ndarray:
-        """Σ over the events tied at each event key of ``v`` (n,) or (n, p)."""
-        return self.tied @ v
+    def tied_sums(self, v, scale: np.ndarray | None = None) -> np.ndarray:
+        """Σ over the events tied at each event key of ``v`` (n,) or (n, p), each row
+        times ``scale`` (n,) if given."""
+        return _scaled(self.tied, scale) @ v
 
     def over_risk_interval(self, per_key: np.ndarray) -> np.ndarray:
         """For each row, Σ of ``per_key`` over the event keys in its (start, stop]."""
@@ -120,14 +122,22 @@ class _RiskSets:
         return out
 
 
+def _scaled(m: sparse.csr_matrix, scale: np.ndarray | None) -> sparse.csr_matrix:
+    """``m`` with column i times ``scale[i]``: its ±1 entries become ±scale[i] exactly,
+    so ``_scaled(m, r) @ x`` adds the same products r_i·x_i in the same order as
+    ``m @ (x * r[:, None])``."""
+    if scale is None:
+        return m
+    return sparse.csr_matrix((m.data * scale[m.indices], m.indices, m.indptr), shape=m.shape)
+
+
 def _efron_terms(rs: _RiskSets, x, beta: np.ndarray) -> dict:
     """Risk-set sums and Efron weights at ``beta`` (the pieces of the residuals)."""
     eta = x @ beta
     shift = float(eta.max())            # exp(η − shift): no overflow; loglik corrected below
     r = np.exp(eta - shift)
-    rx = x * r[:, None]
-    s0, s1 = rs.at_risk_sums(r), rs.at_risk_sums(rx)
-    sd0, sd1 = rs.tied_sums(r), rs.tied_sums(rx)
+    s0, s1 = rs.at_risk_sums(r), rs.at_risk_sums(x, scale=r)
+    sd0, sd1 = rs.tied_sums(r), rs.tied_sums(x, scale=r)
     k, f = rs.k_sorted, rs.frac
     dd = s0[k] - f * sd0[k]
     gs = rs.group_start

@@ -98,7 +98,9 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     ----------
     start, stop : (n,) risk interval (start, stop] of each row; start < stop.
     event : (n,) 1 if the event happens at ``stop``.
-    x : (n, p) covariates (constant within a row's interval), array or DataFrame.
+    x : (n, p) covariates (constant within a row's interval), array or DataFrame; or a
+        function of an index array returning those rows of the covariates (only the
+        rows at risk are then built; ``names`` is required).
     strata : (n,) stratum labels, or None.
     names : column names (default: the DataFrame's, else x0..x{p-1}).
 
@@ -107,8 +109,10 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     CoxFit
         Residuals have one row per input row (zero for rows in no risk set).
     """
-    xa = np.asarray(x, float)
+    xa = x if callable(x) else np.asarray(x, float)
     if names is None:
+        if callable(x):
+            raise TypeError("cox_fit needs names with a covariate function")
         names = list(x.columns) if isinstance(x, pd.DataFrame) else [f"x{j}" for j in
                                                                       range(xa.shape[1])]
     names = list(names)
@@ -145,7 +149,8 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     rows = np.flatnonzero(rows_at_risk(start, stop, event, codes))
     rows = rows[np.lexsort((event[rows], stop[rows]) if codes is None else
                            (event[rows], stop[rows], codes[rows]))]
-    start, stop, event, x = start[rows], stop[rows], event[rows], x[rows]
+    start, stop, event = start[rows], stop[rows], event[rows]
+    x = np.asarray(x(rows), float) if callable(x) else x[rows]
     codes = None if codes is None else codes[rows]
     rs = _RiskSets(start, stop, event, codes)
     init, loglik_start = _starting_point(rs, x, beta0)
@@ -252,23 +257,33 @@ def _semiparametric_class():
     """
     global _CLASS
     if _CLASS is None:
-        from lifelines import utils
+        from lifelines import CoxTimeVaryingFitter, utils
         from lifelines.fitters.coxph_fitter import SemiParametricPHFitter
 
         class _Fitter(SemiParametricPHFitter):
-            def _partition_by_strata(self, X, T, E, entries, weights):  # lifelines' order
+            def _choose_gradient_calculator(self, T, X, entries):
+                # with entries lifelines calls CoxTimeVaryingFitter._get_gradients on the
+                # .values of each stratum's pieces; this is that call, taking arrays too
+                if entries is None:
+                    return super()._choose_gradient_calculator(T, X, entries)
+                return _ctv_gradients
+
+            def _partition_by_strata_and_apply(self, X, T, E, weights, entries, function, *args):
                 # lifelines groups X by its stratum index and selects T, E, weights and
                 # entries with .loc on that non-unique index, on every Newton step. The
                 # rows are sorted by stratum (``_preprocess_dataframe``), so each stratum
-                # is one contiguous block: the same pieces, in the same order, by position.
+                # is one contiguous block: the same arrays, in the same order, by position
+                # (numpy views: what ``.values`` of the pandas pieces returns).
                 keys = X.index.to_numpy()
-                if X.index.nlevels != 1 or len(keys) == 0 or not X.index.is_monotonic_increasing:
-                    yield from super()._partition_by_strata(X, T, E, entries, weights)
+                if (function is not _ctv_gradients or X.index.nlevels != 1 or len(keys) == 0
+                        or not X.index.is_monotonic_increasing):
+                    yield from super()._partition_by_strata_and_apply(X, T, E, weights, entries,
+                                                                      function, *args)
                     return
+                arrays = [v.values for v in (X, T, E, weights, entries)]
                 starts = np.r_[0, np.flatnonzero(keys[1:] != keys[:-1]) + 1]
                 for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
-                    yield ((X.iloc[a:b], T.iloc[a:b], E.iloc[a:b], weights.iloc[a:b],
-                            None if entries is None else entries.iloc[a:b]), keys[a])
+                    yield function(*(v[a:b] for v in arrays), *args)
 
             def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None):
                 """``fit``'s Newton–Raphson on arrays already in lifelines' order.
@@ -332,6 +347,10 @@ def _semiparametric_class():
                 self.params_index = list(x_norm.columns)
                 cov = -linalg.inv(hessian) / np.outer(std, std)  # as _fit_model
                 return beta / std, float(loglik), cov
+
+        def _ctv_gradients(X, T, E, weights, entries, beta):
+            return CoxTimeVaryingFitter._get_gradients(
+                *(getattr(v, "values", v) for v in (X, E, entries, T, weights)), beta)
 
         _CLASS = _Fitter
     return _CLASS
