@@ -12,8 +12,9 @@ debugging and the previously published quarter is left as it was.
 
 Notebooks that declare themselves independent (``kpisat: {independent: true}`` in
 their metadata: they read only the prepared inputs) run up to ``jobs`` at a time;
-any other notebook (one that reads the findings of those before it, like the
-trade-offs and the report) waits for every notebook before it and runs alone.
+a notebook that names the notebooks whose findings it reads (``kpisat: {reads:
+[...]}``, like the trade-offs) waits for those only; any other notebook (like the
+report) waits for every notebook before it and runs alone.
 Findings are merged in notebook order whatever order notebooks finish in, so the
 published run does not depend on ``jobs``. While a core is free, the kernel of the
 next notebook is started ahead and imports that notebook's modules.
@@ -73,6 +74,8 @@ INTERRUPT_GRACE = 30.0
 MAX_JOBS = 2
 #: Key in a notebook's ``kpisat`` metadata declaring it reads only the prepared inputs.
 INDEPENDENT_KEY = "independent"
+#: Key in a notebook's ``kpisat`` metadata listing the notebooks whose findings it reads.
+READS_KEY = "reads"
 #: Seconds to wait for a finished cell's last output. papermill raises a
 #: CellTimeoutError after nbclient's default 4 s, which a loaded machine (two kernels
 #: beside pytest -n 2) exceeded: a 60 s run was reported "timed out after 600 s".
@@ -210,21 +213,48 @@ def default_jobs() -> int:
     return max(1, min(MAX_JOBS, os.cpu_count() or 1))
 
 
-def is_independent(notebook: Path) -> bool:
-    """Whether a notebook declares ``kpisat: {independent: true}`` in its metadata.
-
-    An independent notebook reads only the prepared inputs (never what other notebooks
-    of the run wrote), so it may run beside other independent notebooks. Any other
-    notebook waits for every notebook before it, and every notebook after it waits
-    for it: the findings it reads are those of all the notebooks before it.
-    """
+def _kpisat_metadata(notebook: Path) -> dict:
     import json
 
     try:
         meta = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
     except (OSError, ValueError):
-        return False
-    return bool((meta.get("kpisat") or {}).get(INDEPENDENT_KEY, False))
+        return {}
+    return meta.get("kpisat") or {}
+
+
+def is_independent(notebook: Path) -> bool:
+    """Whether a notebook declares ``kpisat: {independent: true}`` in its metadata.
+
+    An independent notebook reads only the prepared inputs (never what other notebooks
+    of the run wrote), so it may run beside other independent notebooks. Any other
+    notebook waits for the notebooks whose findings it reads (:func:`reads_findings_of`),
+    and every notebook after it waits for it.
+    """
+    return bool(_kpisat_metadata(notebook).get(INDEPENDENT_KEY, False))
+
+
+def reads_findings_of(notebook: Path, notebooks: list[Path]) -> list[int] | None:
+    """Positions in ``notebooks`` of the notebooks whose findings ``notebook`` reads.
+
+    From ``kpisat: {reads: [<notebook names>]}`` in its metadata; None when it names
+    none (it then reads the findings of every notebook before it).
+
+    Raises
+    ------
+    ParameterError : a named notebook is not among those that run before it.
+    """
+    names = _kpisat_metadata(notebook).get(READS_KEY)
+    if names is None:
+        return None
+    before = [nb.stem for nb in notebooks[:notebooks.index(notebook)]]
+    unknown = [n for n in names if n not in before]
+    if unknown:
+        raise ParameterError(f"notebook {notebook.name} reads the findings of "
+                             f"{', '.join(unknown)}, which do not run before it; fix "
+                             f"'{READS_KEY}' in its header (notebooks before it: "
+                             f"{', '.join(before) or 'none'})")
+    return sorted(before.index(n) for n in names)
 
 
 def run(source: str | None = None, quarter: str | None = None, as_of: str | None = None,
@@ -274,6 +304,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     notebooks = discover_notebooks(notebooks_dir)
     extra = dict(params or {})
     takes = check_parameters(notebooks, extra)
+    reads = {nb: reads_findings_of(nb, notebooks) for nb in notebooks}
     src = source_parameter(source)
     # the kernels read the prepared cache; this process keeps none of the tables
     prepared = release(prepare(src or None, quarter, as_of, fresh=True,
@@ -299,7 +330,8 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     merge_fragments(staging, quarter=prepared.quarter, as_of=prepared.as_of)
     env = run_environment(prepared, src)
     plan = [_Job(i, nb, manifest["notebooks"][i], {**base, **takes[nb]}, is_independent(nb),
-                 position=f"[{i + 1}/{len(notebooks)}]") for i, nb in enumerate(notebooks)]
+                 position=f"[{i + 1}/{len(notebooks)}]",
+                 reads=reads[nb]) for i, nb in enumerate(notebooks)]
     try:
         with _terminate_as_interrupt():
             _execute(plan, staging, timeout, jobs=jobs, progress=progress, env=env,
@@ -375,9 +407,9 @@ class _Job:
     """One notebook of the run: what it needs, and how its execution went."""
 
     def __init__(self, index: int, nb: Path, entry: dict, parameters: dict,
-                 independent: bool, *, position: str) -> None:
+                 independent: bool, *, position: str, reads: list[int] | None = None) -> None:
         self.index, self.nb, self.entry, self.parameters = index, nb, entry, parameters
-        self.independent, self.position = independent, position
+        self.independent, self.position, self.reads = independent, position, reads
         self.watch = _KernelWatch()
         self.go = threading.Event()  # its turn has come (set at once unless started ahead)
         self.done = threading.Event()
@@ -393,6 +425,8 @@ class _Job:
 def _ready(job: _Job, plan: list[_Job], finished: set[int]) -> bool:
     """Whether ``job`` may start: every notebook it depends on has finished."""
     before = plan[:job.index]
+    if job.reads is not None and not job.independent:
+        return all(i in finished for i in job.reads)
     if not job.independent:
         return all(j.index in finished for j in before)
     return all(j.index in finished for j in before if not j.independent)

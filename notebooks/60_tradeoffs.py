@@ -1,3 +1,9 @@
+# ---
+# jupyter:
+#   kpisat:
+#     reads: [10_satisfaction_and_complaints, 20_churn_survival, 30_renewal_and_bookings]
+# ---
+
 # %% [markdown]
 # # Trade-offs: how much weight on satisfaction?
 #

@@ -376,10 +376,40 @@ def test_independent_notebooks_wait_only_for_the_dependent_ones_before_them():
     assert runner._ready(plan[4], plan, {3})
 
 
+def test_a_notebook_naming_what_it_reads_waits_for_those_only():
+    # 00, 10 independent; 20 reads 00's findings only; 30 reads everything before it
+    plan = _plan(True, True, False, False)
+    plan[2].reads = [0]
+    assert [runner._ready(j, plan, {0}) for j in plan] == [True, True, True, False]
+    assert not runner._ready(plan[2], plan, {1})
+    assert not runner._ready(plan[3], plan, {0, 1})
+    assert runner._ready(plan[3], plan, {0, 1, 2})
+
+
+def test_reads_must_name_notebooks_that_run_before(tmp_path):
+    nbs = []
+    for name, reads in (("10_a", None), ("20_b", ["10_a"]), ("30_c", ["40_d"]), ("40_d", None)):
+        nb = _notebook([nbformat.v4.new_code_cell("x = 1")])
+        if reads is not None:
+            nb.metadata["kpisat"] = {"reads": reads}
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+        nbs.append(tmp_path / f"{name}.ipynb")
+    assert runner.reads_findings_of(nbs[0], nbs) is None
+    assert runner.reads_findings_of(nbs[1], nbs) == [0]
+    with pytest.raises(ParameterError, match=r"30_c.ipynb reads the findings of 40_d.*"
+                                              r"notebooks before it: 10_a, 20_b"):
+        runner.reads_findings_of(nbs[2], nbs)
+
+
 def test_only_declared_notebooks_are_independent(tmp_path):
-    assert [runner.is_independent(nb) for nb in runner.discover_notebooks()] == [
-        not nb.stem.startswith(("60_", "90_")) for nb in runner.discover_notebooks()], (
+    notebooks = runner.discover_notebooks()
+    assert [runner.is_independent(nb) for nb in notebooks] == [
+        not nb.stem.startswith(("60_", "90_")) for nb in notebooks], (
         "60 and 90 read the findings of the notebooks before them")
+    reads = {nb.stem: runner.reads_findings_of(nb, notebooks) for nb in notebooks}
+    assert [notebooks[i].stem[:2] for i in reads["60_tradeoffs"]] == ["10", "20", "30"], (
+        "the trade-offs read the headline effects (10-30), not the plan changes (50)")
+    assert reads["90_quarterly_report"] is None  # the report reads everything
     nb = _notebook([nbformat.v4.new_code_cell("x = 1")])
     nbformat.write(nb, tmp_path / "10_plain.ipynb")
     assert not runner.is_independent(tmp_path / "10_plain.ipynb")
