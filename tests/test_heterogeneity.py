@@ -128,3 +128,39 @@ def test_many_teams_renewal_by_uses_the_sparse_design_with_the_same_numbers():
     got = H.sparse_cr1(np.linalg.pinv(sparse_info), xs, resid, data["team_id"].to_numpy(),
                        n_params=2)
     np.testing.assert_allclose(got[:2, :2], expected[:2, :2], rtol=1e-6)
+
+
+def test_team_block_logit_is_the_sparse_route():
+    """The Schur-complement Newton and CR1 give the sparse route's numbers (rounding only)."""
+    from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
+
+    data = _many_team_renewals(JACKKNIFE_MAX_CLUSTERS + 30)
+    new = (data["tenure_days"] < 365).to_numpy(float)
+    dense = pd.DataFrame({"const": 1.0, "sat_new": data["w_satisfaction"] * new,
+                          "sat_existing": data["w_satisfaction"] * (1 - new), "new": new,
+                          "w_process": data["w_process"]})
+    y = data["renewed"].to_numpy(float)
+    beta, cov = het.team_fe_logit(dense.to_numpy(float), data["team_id"], y, [1, 2])
+    xs = het.sparse_design(dense, data["team_id"])
+    sparse_beta, info = het.logit_newton(xs, y)
+    resid = y - 1 / (1 + np.exp(-(xs @ sparse_beta)))
+    expected = het.sparse_cr1(np.linalg.pinv(info, hermitian=True), xs, resid,
+                              data["team_id"].to_numpy(), n_params=dense.shape[1])
+    np.testing.assert_allclose(beta, sparse_beta[:dense.shape[1]], rtol=1e-9)
+    np.testing.assert_allclose(cov, expected[1:3, 1:3], rtol=1e-9)
+
+
+def test_team_block_logit_leaves_a_flat_design_to_the_sparse_route():
+    from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
+
+    data = _many_team_renewals(JACKKNIFE_MAX_CLUSTERS + 10)
+    team_constant = data.groupby("team_id")["w_process"].transform("first")
+    dense = pd.DataFrame({"const": 1.0, "w_satisfaction": data["w_satisfaction"],
+                          "team_level": team_constant})  # collinear with the team dummies
+    assert het.team_fe_logit(dense.to_numpy(float), data["team_id"],
+                             data["renewed"].to_numpy(float), [1]) is None
+    groups = pd.Series("all", index=data.index)
+    groups[data["w_process"] > team_constant] = "above"
+    flat = data.assign(w_satisfaction=team_constant)  # no variation within a team
+    rows = pd.DataFrame(het.renewal_by(flat, "level", groups))
+    assert not rows["estimable"].any() and rows["note"].str.contains("does not vary").all()

@@ -175,6 +175,91 @@ def sparse_cr1(bread_inv: np.ndarray, x: sparse.csr_matrix, resid: np.ndarray,
     return c * bread_inv @ (sg.T @ sg) @ bread_inv
 
 
+def _team_blocks(xd: np.ndarray, starts: np.ndarray, w: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks of ``X' diag(w) X`` for ``X = [xd, team dummies without team 0]``.
+
+    Rows sorted by team, team ``t`` starting at row ``starts[t]``. ``a = xd' W xd``
+    (k, k), ``b`` (G−1, k) the team sums of ``w·xd``, ``d`` (G−1,) the team sums of
+    ``w`` (the dummies' block is diagonal).
+    """
+    xw = xd * w[:, None]
+    return (xd.T @ xw, np.add.reduceat(xw, starts, axis=0)[1:],
+            np.add.reduceat(w, starts)[1:])
+
+
+def _clearly_full_rank(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> bool:
+    """Whether ``M = [[a, b'], [b, diag(d)]]`` is far from numpy's rank and pinv cut-offs.
+
+    ``M − μI`` is positive definite iff ``d > μ`` and its Schur complement
+    ``a − μI − b'(d − μ)⁻¹b`` is (Haynsworth). With ``μ`` a thousand times above
+    ``matrix_rank``'s tolerance and ``pinv``'s cut-off (both below ``p·eps·trace(M)``),
+    the smallest eigenvalue clears them by far more than rounding: ``M`` has full rank
+    and its pseudo-inverse is its inverse. Anything closer is left to the dense check.
+    """
+    if not (np.isfinite(a).all() and np.isfinite(b).all() and np.isfinite(d).all()):
+        return False
+    p = len(a) + len(d)
+    mu = 2e3 * p * np.finfo(float).eps * (np.trace(a) + d.sum())
+    if d.min() <= mu:
+        return False
+    schur = a - mu * np.eye(len(a)) - (b.T / (d - mu)) @ b
+    return bool(np.linalg.eigvalsh(schur)[0] > 0)
+
+
+def team_fe_logit(xd: np.ndarray, teams: pd.Series, y: np.ndarray, idx: list[int], *,
+                  tol: float = 1e-10, maxiter: int = 100
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sparse route's logit and CR1 by team, solved through the team block.
+
+    The model of :func:`sparse_design` + :func:`logit_newton` + :func:`sparse_cr1`
+    (``xd`` then team dummies, first team dropped; clusters are the teams): the same
+    Newton steps and convergence rule, but the information matrix's team block is
+    diagonal, so each step solves a k × k Schur complement instead of a (k+G) system,
+    and only the covariance of ``idx`` (columns of ``xd``) is formed. Equal to the
+    sparse route up to floating-point rounding.
+
+    Returns
+    -------
+    ``(coefficients of xd, CR1 covariance of idx)``, or None when the design is
+    not clearly of full rank (then the sparse route decides what is identified).
+    """
+    codes = design.factor_codes(teams.astype(str))
+    order = np.argsort(codes, kind="stable")  # teams in contiguous rows
+    xd, y, codes = xd[order], y[order], codes[order]
+    n, k, g = len(y), xd.shape[1], int(codes.max()) + 1
+    starts = np.searchsorted(codes, np.arange(g))
+    if not _clearly_full_rank(*_team_blocks(xd, starts, np.ones(n))):
+        return None
+    beta, alpha = np.zeros(k), np.zeros(g)  # alpha[0] = 0: the dropped team
+    for _ in range(maxiter):
+        p = expit(xd @ beta + alpha[codes])
+        a, b, d = _team_blocks(xd, starts, p * (1 - p))
+        r = y - p
+        grad_t = np.add.reduceat(r, starts)[1:]
+        a, d = a + 1e-12 * np.eye(k), d + 1e-12  # as logit_newton's ridge
+        step = np.linalg.solve(a - (b.T / d) @ b, xd.T @ r - b.T @ (grad_t / d))
+        step_t = (grad_t - b @ step) / d
+        beta += step
+        alpha[1:] += step_t
+        if max(np.max(np.abs(step)), np.max(np.abs(step_t))) < tol:
+            break
+    else:
+        log.warning("logit did not converge in %d Newton steps", maxiter)
+    p = expit(xd @ beta + alpha[codes])
+    a, b, d = _team_blocks(xd, starts, p * (1 - p))
+    if not _clearly_full_rank(a, b, d):
+        return None
+    # columns idx of the inverse information: [S⁻¹; −d⁻¹ b S⁻¹] restricted to idx
+    inv_d = np.linalg.inv(a - (b.T / d) @ b)[:, idx]
+    inv_t = -(b @ inv_d) / d[:, None]
+    r = y - p
+    proj = np.add.reduceat(xd * r[:, None], starts, axis=0) @ inv_d  # cluster scores x bread
+    proj[1:] += np.add.reduceat(r, starts)[1:, None] * inv_t
+    c = g / (g - 1) * (n - 1) / (n - k)
+    return beta, c * proj.T @ proj
+
+
 def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
                min_clusters: int = MIN_CLUSTERS) -> list[dict]:
     """Renewal logit (team and end-quarter dummies) with ``w_satisfaction`` by subgroup.
@@ -208,16 +293,25 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
         pd.get_dummies(grp, prefix="grp", drop_first=True, dtype=float),
         pd.get_dummies(data["end_quarter"].astype(str), prefix="q", drop_first=True, dtype=float),
     ]
-    n_teams = data["team_id"].nunique() - 1
+    y = data["renewed"].astype(float).to_numpy()
+    idx = [1 + i for i in range(len(levels))]
     many = g > JACKKNIFE_MAX_CLUSTERS
-    if many:  # the same design without a dense n x G block of team dummies
-        xa = sparse_design(pd.concat(columns, axis=1), data["team_id"])
+    if many:
+        note = (f"CR1 by team, t(G-1) (G={g} > {JACKKNIFE_MAX_CLUSTERS}: sparse team "
+                "dummies)")
+        dense = pd.concat(columns, axis=1)
+        fast = team_fe_logit(dense.to_numpy(float), data["team_id"], y, idx)
+        if fast is not None:
+            return _rows_from(outcome, model, scale, dimension, levels, fast[0][idx], fast[1],
+                              g - 1, len(data), g, note)
+        # not clearly of full rank: the sparse design decides what is identified
+        xa = sparse_design(dense, data["team_id"])
     else:
+        note = "CR1 by team, t(G-1)"
         xa = pd.concat([*columns, pd.get_dummies(data["team_id"].astype(str), prefix="t",
                                                  drop_first=True, dtype=float)],
                        axis=1).to_numpy(float)
-    y = data["renewed"].astype(float).to_numpy()
-    flat = unidentified(xa, [1 + i for i in range(len(levels))])
+    flat = unidentified(xa, idx)
     if flat:
         why = (f"not estimable: {TERM} does not vary within "
                + ", ".join(f"{dimension}={levels[i - 1]}" for i in flat)
@@ -226,16 +320,13 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
                 for t in terms]
     params, info = logit_newton(xa, y)
     p = expit(xa @ params)
+    n_params = xa.shape[1] - (g - 1)
     if many:
         cov = sparse_cr1(np.linalg.pinv(info, hermitian=True), xa, y - p,
-                          data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
-        note = (f"CR1 by team, t(G-1) (G={g} > {JACKKNIFE_MAX_CLUSTERS}: sparse team "
-                "dummies)")
+                         data["team_id"].to_numpy(), n_params=n_params)
     else:
         cov = cluster_sandwich(np.linalg.pinv(info), xa * (y - p)[:, None],
-                               data["team_id"].to_numpy(), n_params=xa.shape[1] - n_teams)
-        note = "CR1 by team, t(G-1)"
-    idx = [1 + i for i in range(len(levels))]
+                               data["team_id"].to_numpy(), n_params=n_params)
     return _rows_from(outcome, model, scale, dimension, levels, params[idx],
                       cov[np.ix_(idx, idx)], g - 1, len(data), g, note)
 
