@@ -72,10 +72,25 @@ MAX_WILD_CALLS = 40
 
 
 def cluster_scores(scores: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    """Sum per-row score contributions (n, p) within clusters -> (G, p)."""
+    """Sum per-row score contributions (n, p) within clusters -> (G, p).
+
+    Rows are G clusters in sorted label order; each sum adds its rows in row order.
+    """
+    g, inverse = _cluster_index(np.asarray(clusters))
+    out = np.zeros((g, scores.shape[1]))
+    np.add.at(out, inverse, np.asarray(scores, float))
+    return out
+
+
+def _cluster_index(clusters: np.ndarray) -> tuple[int, np.ndarray]:
+    """(G, each row's cluster 0..G−1 in sorted label order): ``np.unique``'s inverse,
+    by counting when the labels are small non-negative integers (e.g. factor codes)."""
+    if (clusters.dtype.kind in "iu" and len(clusters) and clusters.min() >= 0
+            and clusters.max() < 4 * len(clusters)):
+        present = np.bincount(clusters) > 0
+        return int(present.sum()), (np.cumsum(present) - 1)[clusters]
     codes, inverse = np.unique(clusters, return_inverse=True)
-    return np.column_stack([np.bincount(inverse, weights=scores[:, j], minlength=len(codes))
-                            for j in range(scores.shape[1])])
+    return len(codes), inverse.reshape(-1)
 
 
 def cluster_sandwich(bread_inv: np.ndarray, scores: np.ndarray, clusters: np.ndarray, *,

@@ -53,8 +53,7 @@ def rows_at_risk(start, stop, event, strata=None) -> np.ndarray:
     score or Schoenfeld residual (its score residual is exactly zero). Dropping
     such rows changes none of them.
     """
-    rs = _RiskSets(start, stop, event, strata, bookkeeping_only=True)
-    return (rs.hi > rs.lo) | rs.event
+    return _RiskSets(start, stop, event, strata, bookkeeping_only=True).at_risk()
 
 
 class _RiskSets:
@@ -72,12 +71,42 @@ class _RiskSets:
         tmin = min(start.min(), stop.min())
         span = float(stop.max() - tmin) + 1.0
         s = np.zeros(len(start)) if strata is None else np.asarray(strata, float)
-        self.key_start = s * span + (start - tmin)
-        self.key_stop = s * span + (stop - tmin)
-        self.event = event
-        self.ev_rows = np.flatnonzero(event)
-        ekeys = self.key_stop[self.ev_rows]
-        self.ukey, kidx, self.d = np.unique(ekeys, return_inverse=True, return_counts=True)
+        key_start = s * span + (start - tmin)
+        key_stop = s * span + (stop - tmin)
+        ev_rows = np.flatnonzero(event)
+        ukey, kidx, d = np.unique(key_stop[ev_rows], return_inverse=True, return_counts=True)
+        # event keys within each row's risk interval (start, stop]: indices lo..hi-1
+        hi = np.searchsorted(ukey, key_stop, side="right")
+        lo = np.searchsorted(ukey, key_start, side="right")
+        self._index(event, ev_rows, ukey, kidx, d, lo, hi)
+        if not bookkeeping_only:
+            self._matrices(stop)
+
+    def at_risk(self) -> np.ndarray:
+        """Which rows are in some risk set (:func:`rows_at_risk`)."""
+        return (self.hi > self.lo) | self.event
+
+    def subset(self, rows: np.ndarray, stop) -> "_RiskSets":
+        """The risk sets of the rows ``rows`` alone (with ``stop`` their stop times).
+
+        ``rows`` must keep every event row, so the event keys stay those of this
+        bookkeeping; each row keeps its risk interval. The same object as a
+        ``_RiskSets`` built from those rows, without a second pass over the keys.
+        """
+        out = object.__new__(_RiskSets)
+        event = self.event[rows]
+        ev_rows = np.flatnonzero(event)
+        if len(ev_rows) != len(self.ev_rows):
+            raise ValueError("a risk-set subset must keep every event row")
+        out._index(event, ev_rows, self.ukey, self.k_of_row[rows][ev_rows], self.d,
+                   self.lo[rows], self.hi[rows])
+        out._matrices(np.asarray(stop, float))
+        return out
+
+    def _index(self, event, ev_rows, ukey, kidx, d, lo, hi):
+        """Events sorted by event-time key, Efron tie ranks, each row's key interval."""
+        self.event, self.ev_rows, self.ukey, self.d, self.lo, self.hi = (
+            event, ev_rows, ukey, d, lo, hi)
         # events sorted by event-time key; rank within tie group for Efron fractions
         o = np.argsort(kidx, kind="stable")
         self.ev_sorted = self.ev_rows[o]
@@ -85,17 +114,15 @@ class _RiskSets:
         self.group_start = np.concatenate([[0], np.cumsum(self.d)[:-1]])
         rank = np.arange(len(o)) - self.group_start[self.k_sorted]
         self.frac = rank / self.d[self.k_sorted]
-        self.k_of_row = np.full(len(start), -1)
+        self.k_of_row = np.full(len(event), -1)
         self.k_of_row[self.ev_rows] = kidx
-        # event keys within each row's risk interval (start, stop]: indices lo..hi-1
-        self.hi = np.searchsorted(self.ukey, self.key_stop, side="right")
-        self.lo = np.searchsorted(self.ukey, self.key_start, side="right")
-        if bookkeeping_only:
-            return
+
+    def _matrices(self, stop):
+        """Event times and the sparse entry/exit and tied-event matrices."""
         self.event_times = stop[self.ev_sorted]
         # Row i enters the risk set at event index lo_i and leaves at hi_i: the
         # at-risk sum at event k is the cumulative sum over m <= k of (entries - exits).
-        n, k = len(start), len(self.ukey)
+        n, k = len(self.event), len(self.ukey)
         cols = np.arange(n)
         self.enter_exit = sparse.csr_matrix(
             (np.r_[np.ones(n), -np.ones(n)], (np.r_[self.lo, self.hi], np.r_[cols, cols])),

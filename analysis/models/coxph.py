@@ -38,8 +38,7 @@ import pandas as pd
 from scipy import linalg
 
 from analysis.models.clustered import cluster_sandwich
-from analysis.models.cox_residuals import (_RiskSets, efron_derivatives, efron_residuals,
-                                           rows_at_risk)
+from analysis.models.cox_residuals import _RiskSets, efron_derivatives, efron_residuals
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +145,15 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     """
     # only rows in some risk set enter the likelihood and the residuals; sorted as
     # lifelines sorts (stratum, stop, event), so its own sort finds them in order
-    rows = np.flatnonzero(rows_at_risk(start, stop, event, codes))
+    full = _RiskSets(start, stop, event, codes, bookkeeping_only=True)
+    rows = np.flatnonzero(full.at_risk())
     rows = rows[np.lexsort((event[rows], stop[rows]) if codes is None else
                            (event[rows], stop[rows], codes[rows]))]
     start, stop, event = start[rows], stop[rows], event[rows]
     x = np.asarray(x(rows), float) if callable(x) else x[rows]
     codes = None if codes is None else codes[rows]
-    rs = _RiskSets(start, stop, event, codes)
+    rs = full.subset(rows, stop)
+    del full
     init, loglik_start = _starting_point(rs, x, beta0)
     if init is None:
         init = beta0
