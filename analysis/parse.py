@@ -14,6 +14,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.arrays import ArrowStringArray
 
 from .contract import Column
 
@@ -44,6 +46,10 @@ class Parsed:
     null: np.ndarray
     bad: np.ndarray
     out_of_range: np.ndarray  # dates only: ISO-shaped but outside datetime64[ns]
+    #: Arrow text only: each cell's position in ``distinct`` (the column's distinct
+    #: texts as read, first appearance first), -1 for a missing cell.
+    codes: np.ndarray | None = None
+    distinct: pa.Array | None = None
 
 
 def parse_column(raw: pd.Series, col: Column) -> Parsed:
@@ -61,24 +67,80 @@ def parse_column(raw: pd.Series, col: Column) -> Parsed:
     Parsed
         Values with the dtype of ``CHECK_DTYPE[col.kind]`` on the same index.
     """
-    text, is_text = _text(raw)
-    null = raw.isna().to_numpy()
-    if is_text.any():
-        null = null | (text.str.len() == 0).to_numpy(dtype=bool, na_value=False)
+    if is_arrow_text(raw):  # CSV cells as read by sources: strings already
+        text = _ArrowText(raw)
+        null = text.null
+    else:
+        text = _text(raw)
+        null = raw.isna().to_numpy()
+        if text.is_text.any():
+            null = null | (text.text.str.len() == 0).to_numpy(dtype=bool, na_value=False)
     parser = {"id": _parse_id, "str": _parse_str, "enum": _parse_str, "date": _parse_date,
               "float": _parse_float, "int": _parse_int, "bool": _parse_bool}[col.kind]
-    values, bad, oor = parser(raw, text, is_text, null)
-    return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null)
+    values, bad, oor = parser(raw, text, text.is_text, null)
+    codes = distinct = None
+    if isinstance(text, _ArrowText):
+        codes = text.raw_codes
+        distinct = None if col.kind == "id" else text.distinct_raw
+    return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null,
+                  codes=codes, distinct=distinct)
 
 
-def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+class _Text:
+    """Stripped text of the string cells of a column (NA elsewhere, Arrow-backed).
+
+    ``factorized()`` gives ``pandas.factorize`` of that text, computed once.
+    """
+
+    def __init__(self, text: pd.Series, is_text: np.ndarray):
+        self.text, self.is_text = text, is_text
+        self._factorized = None
+
+    def factorized(self) -> tuple[np.ndarray, pd.Series]:
+        """(codes, distinct stripped texts): -1 where the text is NA."""
+        if self._factorized is None:
+            codes, uniques = pd.factorize(self.text)
+            self._factorized = codes, pd.Series(uniques, dtype=_TEXT)
+        return self._factorized
+
+
+class _ArrowText(_Text):
+    """Arrow text, stripped per distinct cell rather than per row.
+
+    The column is dictionary-encoded once; the distinct stripped texts and their codes
+    equal ``pandas.factorize`` of the stripped column (same values, same order: first
+    appearance), so every parser sees exactly what it would see on the whole column.
+    """
+
+    def __init__(self, raw: pd.Series):
+        cells = pa.array(raw)
+        if isinstance(cells, pa.ChunkedArray):
+            cells = cells.combine_chunks() if cells.num_chunks else pa.array([], cells.type)
+        self.cells = cells
+        enc = pc.dictionary_encode(cells)
+        self.distinct_raw = enc.dictionary
+        self.raw_codes = pc.fill_null(enc.indices, -1).to_numpy()
+        self.is_text = self.raw_codes >= 0
+        stripped = pd.Series(ArrowStringArray(self.distinct_raw), dtype=_TEXT).str.strip()
+        blank = (stripped.str.len() == 0).to_numpy(dtype=bool)
+        self.null = ~self.is_text | _take(blank, self.raw_codes, True)
+        self._stripped = stripped
+        self._factorized = None
+        self.text = None  # never built row by row
+
+    def factorized(self) -> tuple[np.ndarray, pd.Series]:
+        if self._factorized is None:
+            s_codes, uniques = pd.factorize(self._stripped)
+            codes = _take(s_codes, self.raw_codes, -1)
+            self._factorized = codes, pd.Series(uniques, dtype=_TEXT)
+        return self._factorized
+
+
+def _text(raw: pd.Series) -> _Text:
     """Stripped text of the string cells (NA elsewhere, Arrow-backed) and their mask."""
     n = len(raw)
     if pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_datetime64_any_dtype(raw):
-        return pd.Series(pd.NA, index=raw.index, dtype=_TEXT), np.zeros(n, bool)
-    if is_arrow_text(raw):  # CSV cells as read by sources: strings already
-        text = raw.astype(_TEXT)
-        return text.str.strip(), text.notna().to_numpy()
+        return _Text(pd.Series(pd.NA, index=raw.index, dtype=_TEXT), np.zeros(n, bool))
     obj = raw if raw.dtype == object else raw.astype(object)
     kind = pd.api.types.infer_dtype(obj, skipna=True)
     if kind == "string":
@@ -87,7 +149,7 @@ def _text(raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
     else:
         is_text = obj.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
         text = obj.where(is_text).astype(_TEXT)
-    return text.str.strip(), is_text
+    return _Text(text.str.strip(), is_text)
 
 
 _TEXT = "string[pyarrow]"
@@ -112,15 +174,15 @@ def is_arrow_text(raw: pd.Series) -> bool:
                                                  or pa.types.is_large_string(dtype.pyarrow_dtype))
 
 
-def _by_unique(text: pd.Series, fn, *, with_na: bool = False):
+def _by_unique(text: _Text, fn, *, with_na: bool = False):
     """``fn`` applied to each distinct text once: (codes, per-distinct results).
 
-    ``codes`` is -1 where ``text`` is NA. Columns of dates, scores and categories
+    ``codes`` is -1 where the text is NA. Columns of dates, scores and categories
     repeat a few thousand values over millions of rows. ``with_na``: ``fn`` also sees
-    one None when ``text`` has NA (as it would on the whole column); its result for it
+    one None when the text has NA (as it would on the whole column); its result for it
     is dropped.
     """
-    codes, uniques = pd.factorize(text)
+    codes, uniques = text.factorized()
     distinct = np.asarray(uniques.astype(object), dtype=object)
     extra = with_na and bool((codes < 0).any())
     if extra:
@@ -151,8 +213,8 @@ def _parse_id(raw, text, is_text, null):
 
 
 def _parse_str(raw, text, is_text, null, *, distinct=False):
-    if is_arrow_text(raw):
-        values = _python_strings(pa.array(raw), distinct)
+    if isinstance(text, _ArrowText):
+        values = _python_strings(text, distinct)
     else:
         values = raw.to_numpy(dtype=object, copy=True)
     others = ~is_text & ~null
@@ -162,16 +224,18 @@ def _parse_str(raw, text, is_text, null, *, distinct=False):
     return pd.Series(values, index=raw.index, dtype=object), _none(len(raw)), _none(len(raw))
 
 
-def _python_strings(cells, distinct: bool) -> np.ndarray:
+def _python_strings(text: _ArrowText, distinct: bool) -> np.ndarray:
     """Arrow strings as an object array (None for null).
 
     Columns that repeat values (references, categories) get one Python object per
-    distinct string; a table's own ids (``distinct``) skip the costly
-    de-duplication. The values are the same either way.
+    distinct string, taken by code; a table's own ids (``distinct``) convert row by
+    row, which is cheaper when nearly every value is distinct. The values are the
+    same either way.
     """
     if distinct:
-        return cells.to_numpy(zero_copy_only=False)
-    return cells.to_pandas(deduplicate_objects=True).to_numpy(dtype=object)
+        return text.cells.to_numpy(zero_copy_only=False)
+    per_unique = text.distinct_raw.to_numpy(zero_copy_only=False)
+    return _take(per_unique.astype(object), text.raw_codes, None)
 
 
 def _render(v) -> str:
@@ -257,7 +321,7 @@ def _numbers(raw, text, is_text, null) -> tuple[np.ndarray, np.ndarray]:
         codes, per_unique = _by_unique(text, _to_floats, with_na=True)
         vals = _take(per_unique, codes, np.nan)
     else:
-        obj = raw.astype(object).where(~is_text, text.astype(object))
+        obj = raw.astype(object).where(~is_text, text.text.astype(object))
         is_bool = obj.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
         vals = pd.to_numeric(obj.where(~is_bool), errors="coerce")
     vals = np.asarray(vals, dtype=float)
@@ -292,9 +356,10 @@ def _parse_bool(raw, text, is_text, null):
         truth[~ok] = pd.NA
         return truth, ~ok, _none(n)
     if is_text.all() or not (~is_text & ~null).any():
-        lower = text.str.lower()
-        yes = lower.isin(_TRUE).to_numpy(dtype=bool, na_value=False)
-        no = lower.isin(_FALSE).to_numpy(dtype=bool, na_value=False)
+        codes, uniques = text.factorized()
+        lower = uniques.str.lower()
+        yes = _take(lower.isin(_TRUE).to_numpy(dtype=bool, na_value=False), codes, False)
+        no = _take(lower.isin(_FALSE).to_numpy(dtype=bool, na_value=False), codes, False)
     else:
         key = raw.astype(object).map(_bool_key)
         yes, no = (key == "true").to_numpy(), (key == "false").to_numpy()

@@ -33,8 +33,7 @@ import pyarrow.compute as pc
 from .config import WEIGHT_SUM_TOL, WEIGHTS
 from .contract import TABLES, Column, Table
 from .errors import ParameterError
-from .parse import (CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, is_arrow_text,
-                    parse_column)
+from .parse import CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, parse_column
 from .quarantine import QUARANTINE_COLUMNS, RowVerdicts, ValidatedData, quarantine_rows
 from .sources import RawData, raise_problems, structure_problems
 
@@ -139,16 +138,17 @@ class _Parent:
             teams = pd.Index(typed["team_id"].dropna().unique(), dtype=object)
         return cls(known, used, teams)
 
-    def lookup(self, values: pd.Series, raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-        """(known, used) masks of the parsed ``values`` of the column read as ``raw``.
+    def lookup(self, values: pd.Series, parsed: Parsed) -> tuple[np.ndarray, np.ndarray]:
+        """(known, used) masks of the parsed ``values`` of a column.
 
-        Arrow-backed text is looked up as read (a present id parses to its own text),
-        without hashing millions of Python strings.
+        Arrow-backed text is looked up once per distinct cell as read (a present id
+        parses to its own text), without hashing millions of Python strings.
         """
-        if is_arrow_text(raw):
-            cells = pyarrow.array(raw)
-            found = pc.index_in(cells, value_set=pyarrow.array(self.known.to_numpy(), cells.type))
-            pos = pc.fill_null(found, -1).to_numpy()
+        if parsed.codes is not None:
+            found = pc.index_in(parsed.distinct, value_set=pyarrow.array(
+                self.known.to_numpy(), parsed.distinct.type))
+            per_distinct = np.append(pc.fill_null(found, -1).to_numpy(), -1)
+            pos = per_distinct[parsed.codes]  # code -1 (a missing cell) takes the last
         else:
             pos = self.known.get_indexer(values)
         known = pos >= 0
@@ -167,10 +167,10 @@ def _check_table(table: Table, frame: pd.DataFrame, as_of: pd.Timestamp,
     ids = _row_ids(table, typed)
     _check_identity(table, frame, typed, parsed, verdicts)
     _check_parsing(cols, parsed, verdicts)
-    del parsed
-    _check_columns(table, cols, typed, as_of, verdicts)
+    _check_columns(table, cols, typed, as_of, verdicts, parsed)
     _check_rows(table.name, typed, verdicts)
-    _check_references(table, typed, frame, verdicts, parents)
+    _check_references(table, typed, verdicts, parents, parsed)
+    del parsed
     if table.name == "plan_assignments":
         _check_overlaps(typed, verdicts)
     return typed, verdicts, ids
@@ -197,19 +197,25 @@ def _check_identity(table, frame, typed, parsed, verdicts) -> None:
         verdicts.mark(identical, "duplicate row", None)
         return
     key = table.id_column
-    verdicts.mark(parsed[key].null, "missing id", key)
-    ids = typed[key]
+    missing = parsed[key].null
+    verdicts.mark(missing, "missing id", key)
+    # one group per id, and one for all missing ids (as ``Series.duplicated`` groups them)
+    codes = parsed[key].codes
+    if codes is None:
+        codes = pd.factorize(typed[key])[0]
+    group = np.where(missing, codes.max(initial=-1) + 1, codes)
+    size = np.bincount(group)
     # rows identical as read share their id cell, hence their parsed id (or its absence):
     # only rows whose id repeats can be copies of one another
-    repeats = ids.duplicated(keep=False).to_numpy()
-    identical = np.zeros(len(ids), dtype=bool)
+    repeats = size[group] > 1
     if not repeats.any():
         return
+    identical = np.zeros(len(group), dtype=bool)
     identical[repeats] = frame.loc[repeats, contract_cols].duplicated(keep="first").to_numpy()
-    distinct = ~identical & ids.notna().to_numpy()
-    dup_ids = ids[distinct][ids[distinct].duplicated(keep=False)]
-    if len(dup_ids):
-        verdicts.mark(ids.isin(dup_ids.unique()).to_numpy(), "conflicting duplicate id", key)
+    distinct = ~identical & ~missing
+    conflicting = ~missing & (np.bincount(group[distinct], minlength=len(size))[group] > 1)
+    if conflicting.any():
+        verdicts.mark(conflicting, "conflicting duplicate id", key)
     verdicts.mark(identical, "duplicate row", key)
 
 
@@ -260,32 +266,71 @@ def contract_schema(table: Table, columns: list[str], as_of: pd.Timestamp) -> pa
     return pa.DataFrameSchema(spec, strict=False, coerce=False)
 
 
-def _check_columns(table, cols, typed, as_of, verdicts) -> None:
-    """Run the contract schema lazily and mark each failure with its reason."""
+def _check_columns(table, cols, typed, as_of, verdicts, parsed) -> None:
+    """Run the contract schema lazily and mark each failure with its reason.
+
+    Every check is a test of one cell, so pandera runs each column on one
+    representative row per distinct value (``_representatives``); a row fails what
+    its representative fails.
+    """
     schema = contract_schema(table, [c.name for c in cols], as_of)
-    try:
-        with warnings.catch_warnings():  # pandera's own concat FutureWarning, not ours
-            warnings.simplefilter("ignore", FutureWarning)
-            schema.validate(typed, lazy=True)
-        return
-    except pa.errors.SchemaErrors as e:
-        fc = e.failure_cases
-    if fc["index"].isna().any():  # a column-level (dtype) failure is a parser bug
-        raise RuntimeError(f"{table.name}: typed columns do not match the schema:\n{fc}")
-    reason = np.where(fc["check"] == "not_nullable", "missing value", None).astype(object)
-    named = {(cn, i): chk.name for cn, col in schema.columns.items()
-             for i, chk in enumerate(col.checks)}
-    numbered = fc["check_number"].notna()
-    reason[numbered.to_numpy()] = [named[(c, int(i))] for c, i in
-                                   zip(fc.loc[numbered, "column"], fc.loc[numbered, "check_number"])]
-    fc = fc.assign(reason=reason, index=fc["index"].astype("int64"))
+    failures = []  # (reason, column, row mask)
+    for c in cols:
+        rows, rep_of_row = _representatives(c, typed[c.name], parsed[c.name])
+        values = typed[c.name] if rows is None else typed[c.name].iloc[rows].reset_index(drop=True)
+        column_schema = pa.DataFrameSchema({c.name: schema.columns[c.name]}, strict=False,
+                                           coerce=False)
+        try:
+            with warnings.catch_warnings():  # pandera's own concat FutureWarning, not ours
+                warnings.simplefilter("ignore", FutureWarning)
+                column_schema.validate(values.to_frame(), lazy=True)
+            continue
+        except pa.errors.SchemaErrors as e:
+            fc = e.failure_cases
+        if fc["index"].isna().any():  # a column-level (dtype) failure is a parser bug
+            raise RuntimeError(f"{table.name}: typed columns do not match the schema:\n{fc}")
+        reason = np.where(fc["check"] == "not_nullable", "missing value", None).astype(object)
+        numbered = fc["check_number"].notna().to_numpy()
+        checks = schema.columns[c.name].checks
+        reason[numbered] = [checks[int(i)].name for i in fc.loc[numbered, "check_number"]]
+        at = fc["index"].to_numpy(dtype="int64")
+        for r in pd.unique(reason):
+            failed = np.zeros(len(values), bool)
+            failed[at[reason == r]] = True
+            failures.append((r, c.name, failed if rep_of_row is None else failed[rep_of_row]))
     order = {c.name: i for i, c in enumerate(cols)}
     for r in _CHECK_ORDER:
-        hits = fc[fc["reason"] == r]
-        for col in sorted(hits["column"].unique(), key=order.get):
-            mask = np.zeros(len(typed), bool)
-            mask[hits.loc[hits["column"] == col, "index"].to_numpy()] = True
+        for _, col, mask in sorted((f for f in failures if f[0] == r), key=lambda f: order[f[1]]):
             verdicts.mark(mask, r, col)
+
+
+def _representatives(c: Column, values: pd.Series, parsed: Parsed):
+    """(rows, rep_of_row): one row per distinct value of the column, and each row's
+    position among them; ``(None, None)`` to check every row.
+
+    Text columns without value checks are told apart only by missing or not (their
+    parsed values are None exactly where ``parsed.null``); enums by their cell as read;
+    dates and integers by value. Floats are nearly all distinct: checked row by row.
+    """
+    if c.kind == "float":
+        return None, None
+    if c.kind in ("id", "str"):
+        codes = np.where(parsed.null, -1, 0)
+    elif c.kind == "enum" and parsed.codes is not None:
+        codes = np.where(parsed.null, -1, parsed.codes)
+    else:
+        codes = pd.factorize(values)[0]
+    if len(codes) == 0:
+        return None, None
+    # codes number distinct values in order of first appearance (-1: missing), so a
+    # value's first row is where the running maximum of the codes grows
+    top = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.concatenate(([top[0] >= 0], top[1:] > top[:-1])))
+    rep = np.full(int(top[-1]) + 2, len(first))  # the last slot: missing values
+    rep[codes[first]] = np.arange(len(first))
+    missing = codes < 0
+    rows = np.append(first, missing.argmax()) if missing.any() else first
+    return rows, rep[codes]
 
 
 def _check_rows(name: str, typed: pd.DataFrame, verdicts) -> None:
@@ -309,13 +354,14 @@ def _check_rows(name: str, typed: pd.DataFrame, verdicts) -> None:
         verdicts.mark(((total - 1.0).abs() > WEIGHT_SUM_TOL).to_numpy(), "weights do not sum to 1", "w_revenue")
 
 
-def _check_references(table: Table, typed, frame, verdicts, parents: dict[str, _Parent]) -> None:
+def _check_references(table: Table, typed, verdicts, parents: dict[str, _Parent],
+                      parsed: dict[str, Parsed]) -> None:
     """Foreign keys against the parent's used rows ("unknown X" / "X quarantined")."""
     for c in table.columns:
         if c.name not in typed:
             continue
         target = c.references
-        rows = typed[c.name].notna().to_numpy()
+        rows = ~parsed[c.name].null  # references are text: parsed to None exactly there
         if table.name == "deals" and c.name == "customer_id":
             target, rows = "customers.customer_id", rows & (typed["status"] == "won").to_numpy()
         if not target:
@@ -323,7 +369,7 @@ def _check_references(table: Table, typed, frame, verdicts, parents: dict[str, _
         parent = target.split(".")[0]
         if parent not in parents:
             continue
-        known, used = parents[parent].lookup(typed[c.name], frame[c.name])
+        known, used = parents[parent].lookup(typed[c.name], parsed[c.name])
         verdicts.mark(rows & ~known, f"unknown {ENTITY[parent]}", c.name)
         verdicts.mark(rows & known & ~used, f"{ENTITY[parent]} quarantined", c.name)
     if table.name == "plan_assignments" and "reps" in parents:
