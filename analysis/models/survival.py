@@ -342,12 +342,18 @@ def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.D
     """
     from lifelines import KaplanMeierFitter
 
-    data = episodes.dropna(subset=["plan_id"])
+    data = _plan_columns(episodes)
     if data.empty:
         return _empty_km("no episodes under a plan")
     grid = np.arange(0, float(data["stop"].max()) + step_days, step_days)
     out, skipped = [], []
-    for plan, grp in data.groupby("plan_id", sort=True):
+    codes, plans = pd.factorize(data["plan_id"], sort=True)
+    order = np.argsort(codes, kind="stable")   # each plan's rows, in table order
+    bounds = np.searchsorted(codes[order], np.arange(len(plans) + 1))
+    columns = {c: data[c].to_numpy() for c in ("start", "stop", "event")}
+    for j, plan in enumerate(plans):
+        rows = order[bounds[j]:bounds[j + 1]]
+        grp = {c: v[rows] for c, v in columns.items()}
         try:
             km = KaplanMeierFitter().fit(grp["stop"], grp["event"], entry=grp["start"])
         except StatError as exc:
@@ -358,7 +364,11 @@ def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.D
         ci = km.confidence_interval_survival_function_
         lo = np.interp(grid, ci.index.to_numpy(float), ci.iloc[:, 0].to_numpy(), left=1.0)
         hi = np.interp(grid, ci.index.to_numpy(float), ci.iloc[:, 1].to_numpy(), left=1.0)
-        at_risk = [int(((grp["start"] < d) & (grp["stop"] >= d)).sum()) for d in grid]
+        # episodes with start < d <= stop: those started before d minus those with
+        # start and stop both before d
+        at_risk = (np.searchsorted(np.sort(grp["start"]), grid, side="left")
+                   - np.searchsorted(np.sort(np.maximum(grp["start"], grp["stop"])), grid,
+                                     side="left")).tolist()
         out.append(pd.DataFrame({"plan_id": plan, "day": grid, "survival": surv,
                                  "conf_low": lo, "conf_high": hi, "at_risk": at_risk}))
     note = ("" if not skipped else "Kaplan-Meier not estimable (too few early entries for "
@@ -368,6 +378,12 @@ def km_by_plan(episodes: pd.DataFrame, *, step_days: int = KM_STEP_DAYS) -> pd.D
     table = pd.concat(out, ignore_index=True)
     table.attrs["note"] = note
     return table
+
+
+def _plan_columns(episodes: pd.DataFrame) -> pd.DataFrame:
+    """plan_id, start, stop and event of the episodes under a plan (only those columns
+    are copied)."""
+    return episodes[["plan_id", "start", "stop", "event"]].dropna(subset=["plan_id"])
 
 
 def _empty_km(note: str) -> pd.DataFrame:
@@ -383,7 +399,7 @@ def logrank_by_plan(episodes: pd.DataFrame) -> pd.DataFrame:
     variance) with risk sets built from (start, stop]; equals lifelines
     ``multivariate_logrank_test`` when every start is 0.
     """
-    data = episodes.dropna(subset=["plan_id"])
+    data = _plan_columns(episodes)
     plans = sorted(data["plan_id"].unique())
     if len(plans) < 2 or data["event"].sum() == 0:
         return pd.DataFrame([{"test": "logrank", "statistic": np.nan, "df": len(plans) - 1,
