@@ -249,7 +249,12 @@ class AbsorbedLogit:
 
 
 def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLogit:
-    """``renewed ~ x + ctrl | team_id + end_quarter`` by pyfixest's feglm (logit)."""
+    """``renewed ~ x + ctrl | team_id + end_quarter`` by pyfixest's feglm (logit).
+
+    ``data`` has been through :func:`drop_uninformative`: no team or quarter is left
+    whose contracts all lapsed, the only groups feglm's "fe" separation check drops,
+    so that check (a cross-tabulation per fixed effect) is not run.
+    """
     names = list(x.columns) + list(ctrl.columns)
     xa = np.column_stack([x.to_numpy(float), ctrl.to_numpy(float)]) if names else \
         np.empty((len(data), 0))
@@ -261,8 +266,9 @@ def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLog
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = feglm(fml, frame, family="logit", vcov="iid", fixef_rm="none",
-                     iwls_tol=IRLS_TOL, iwls_maxiter=100, fixef_tol=FIXEF_TOL,
-                     fixef_maxiter=100_000, copy_data=False, store_data=False)
+                  separation_check=[], iwls_tol=IRLS_TOL, iwls_maxiter=100,
+                  fixef_tol=FIXEF_TOL, fixef_maxiter=100_000, copy_data=False,
+                  store_data=False)
     del frame
     kept = [int(c[1:]) for c in m._coefnames]  # feglm drops collinear slopes
     params = np.asarray(m._beta_hat, float).ravel()
