@@ -211,30 +211,56 @@ def _survey_frame(tables: dict[str, pd.DataFrame], counts: pd.DataFrame,
     return c.assign(team_id=c.rep_id.map(teams))
 
 
-def _answers(g: pd.DataFrame, name: str, scores: tuple[int, ...]) -> np.ndarray:
-    """The answers counted in ``g``'s ``<name>_<score>`` columns, as one array of scores."""
-    return np.repeat(np.array(scores, dtype="float64"),
-                     [int(g[f"{name}_{k}"].sum()) for k in scores])
+def _answers(counts: np.ndarray, scores: tuple[int, ...]) -> np.ndarray:
+    """The answers counted per score in ``counts``, as one array of scores."""
+    return np.repeat(np.array(scores, dtype="float64"), [int(k) for k in counts])
 
 
-def _churn_frame(episodes: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
+def _episode_frame(episodes: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
+    """The episodes of ``quarters``, with only the columns the metrics read.
+
+    Built column by column: selecting rows of the whole (1.6M-row, unconsolidated)
+    episodes frame would first copy all of it into one block.
+    """
+    keep = episodes["quarter"].isin(quarters).to_numpy()
+    return pd.DataFrame({c: episodes[c].to_numpy()[keep]
+                         for c in ("customer_id", "quarter", "team_id", "first_day", "event")})
+
+
+def _churn_frame(ep: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
     """Customers at risk on each quarter's first day, and whether they churned in it.
 
     At risk = an episode covers the quarter's first day (episodes split at quarter
     starts, so its first_day is that day); the team is the owner's team on that day.
     """
-    starts = {q: pd.Timestamp(quarter_start(q)) for q in quarters}
-    ep = episodes[episodes.quarter.isin(quarters)]
-    at_start = ep.loc[ep.first_day == pd.to_datetime(ep.quarter.map(starts)),
+    codes, labels = pd.factorize(ep["quarter"])
+    starts = pd.to_datetime(pd.Series([quarter_start(q) for q in labels], dtype=object))
+    at_start = ep.loc[ep["first_day"].to_numpy() == starts.to_numpy()[codes],
                       ["customer_id", "quarter", "team_id"]]
     churned = ep.loc[ep.event == 1, ["customer_id", "quarter"]].assign(churned=1)
-    out = at_start.merge(churned, on=["customer_id", "quarter"], how="left")
-    return out.assign(churned=out.churned.fillna(0).astype(int))
+    # only customers with an event can match: merge those, the rest churned = 0
+    maybe = at_start.customer_id.isin(churned.customer_id)
+    matched = at_start[maybe].merge(churned, on=["customer_id", "quarter"], how="left")
+    out = pd.concat([at_start[~maybe].assign(churned=0),
+                     matched.assign(churned=matched.churned.fillna(0).astype(int))],
+                    ignore_index=True)
+    return out
 
 
 def _estimates(name: str, groups, keys) -> list[tuple]:
     """Apply one estimator per group; ``groups`` maps key -> Estimate."""
     return [(name, key, groups.get(key, _EMPTY)) for key in keys]
+
+
+def _groups(frame: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
+    """Row positions of each group of ``frame`` by ``by`` (rows with a missing key dropped)."""
+    return {(k if isinstance(k, tuple) else (k,)): idx
+            for k, idx in frame.groupby(by, sort=True).indices.items()}
+
+
+def _sum(values: np.ndarray, idx: np.ndarray):
+    """``values[idx]`` summed as pandas sums a group's column (NaN skipped)."""
+    return pd.Series(values[idx]).sum()
 
 
 def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quarter: str,
@@ -283,40 +309,49 @@ def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quar
         from .derived import survey_tables
         survey_counts = survey_tables(tables, quarter)["survey_counts"]
 
-    def per_group(frame: pd.DataFrame, fn) -> dict:
-        return {(k if isinstance(k, tuple) else (k,)): fn(g)
-                for k, g in frame.groupby(by, sort=True)}
-
     from .derived import CSAT_SCORES, NPS_SCORES
 
+    # Integer counts are summed per group in one array operation; float columns
+    # (exposure, bookings) group by group in row order, as pandas sums a group, so
+    # every value is the same to the last bit.
     surveys = _survey_frame(tables, survey_counts, quarters)
-    p = panel[panel.quarter.isin(quarters)]
-    churn = _churn_frame(episodes, quarters)
+    nps_cols = [f"nps_{k}" for k in NPS_SCORES]
+    csat_cols = [f"csat_{k}" for k in CSAT_SCORES]
+    counts = surveys[[*nps_cols, *csat_cols, "responses", "surveys_sent"]].to_numpy("int64")
     rows = []
-    rows += _estimates("nps", per_group(
-        surveys, lambda g: nps(_answers(g, "nps", NPS_SCORES))), keys)
-    rows += _estimates("pct_satisfied", per_group(
-        surveys, lambda g: pct_satisfied(_answers(g, "csat", CSAT_SCORES))), keys)
-    rows += _estimates("csat_mean", per_group(
-        surveys, lambda g: mean(_answers(g, "csat", CSAT_SCORES))), keys)
-    rows += _estimates("response_rate", per_group(
-        surveys, lambda g: proportion(g.responses.sum(), g.surveys_sent.sum())), keys)
-    customers = per_group(episodes[episodes.quarter.isin(quarters)],
-                          lambda g: g.customer_id.nunique())
-    rows += _estimates("complaint_rate", per_group(p, lambda g: _with_n(
-        rate(g.complaints.sum(), g.exposure.sum()), customers.get(_key(g, by), 0))), keys)
-    rows += _estimates("churn_rate", per_group(
-        churn, lambda g: proportion(g.churned.sum(), len(g))), keys)
-    rows += _estimates("renewal_rate", per_group(
-        p, lambda g: proportion(g.renewals_renewed.sum(), g.renewals_due.sum())), keys)
-    rows += _estimates("bookings", per_group(p, lambda g: Estimate(
-        float(g.bookings.sum()), NAN, NAN, int(g.won_deals.sum()), NAN)), keys)
+    survey_sums = {k: counts[idx].sum(axis=0) for k, idx in _groups(surveys, by).items()}
+    n_nps = len(nps_cols)
+    n_csat = n_nps + len(csat_cols)
+    rows += _estimates("nps", {k: nps(_answers(c[:n_nps], NPS_SCORES))
+                               for k, c in survey_sums.items()}, keys)
+    csat = {k: _answers(c[n_nps:n_csat], CSAT_SCORES) for k, c in survey_sums.items()}
+    rows += _estimates("pct_satisfied", {k: pct_satisfied(a) for k, a in csat.items()}, keys)
+    rows += _estimates("csat_mean", {k: mean(a) for k, a in csat.items()}, keys)
+    rows += _estimates("response_rate", {k: proportion(c[n_csat], c[n_csat + 1])
+                                         for k, c in survey_sums.items()}, keys)
+
+    p = panel[panel.quarter.isin(quarters)]
+    p_groups = _groups(p, by)
+    ep = _episode_frame(episodes, quarters)
+    customers = (ep[[*by, "customer_id"]].drop_duplicates()
+                 .groupby(by, sort=True).size())
+    customers = {(k if isinstance(k, tuple) else (k,)): int(n) for k, n in customers.items()}
+    complaints, exposure = p["complaints"].to_numpy(), p["exposure"].to_numpy()
+    rows += _estimates("complaint_rate", {k: _with_n(
+        rate(complaints[idx].sum(), _sum(exposure, idx)), customers.get(k, 0))
+        for k, idx in p_groups.items()}, keys)
+    churn = _churn_frame(ep, quarters)
+    churned = churn["churned"].to_numpy()
+    rows += _estimates("churn_rate", {k: proportion(churned[idx].sum(), len(idx))
+                                      for k, idx in _groups(churn, by).items()}, keys)
+    renewed, due = p["renewals_renewed"].to_numpy(), p["renewals_due"].to_numpy()
+    rows += _estimates("renewal_rate", {k: proportion(renewed[idx].sum(), due[idx].sum())
+                                        for k, idx in p_groups.items()}, keys)
+    bookings, won = p["bookings"].to_numpy(), p["won_deals"].to_numpy()
+    rows += _estimates("bookings", {k: Estimate(
+        float(_sum(bookings, idx)), NAN, NAN, int(won[idx].sum()), NAN)
+        for k, idx in p_groups.items()}, keys)
     return _tidy(rows, by, scope)
-
-
-def _key(group: pd.DataFrame, by: list[str]) -> tuple:
-    """The group-by key of a (non-empty) group."""
-    return tuple(group.iloc[0][c] for c in by)
 
 
 def _with_n(e: Estimate, n: int) -> Estimate:
