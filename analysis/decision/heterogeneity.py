@@ -32,13 +32,13 @@ import pyfixest as pf
 from scipy import sparse
 from scipy.special import expit
 
-from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS
+from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS, WEIGHTS
 from analysis.decision.blas import single_threaded_blas
 from analysis.decision.multiple_testing import Method, adjust_pvalues
 from analysis.models import design
 from analysis.models.clustered import cluster_sandwich
 from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
-from analysis.models.renewal import drop_uninformative
+from analysis.models.renewal import FE, drop_uninformative
 from analysis.models.tidy import effect_row, effects_frame, missing_row
 
 log = logging.getLogger(__name__)
@@ -225,17 +225,24 @@ def team_fe_logit(xd: np.ndarray, teams: pd.Series, y: np.ndarray, idx: list[int
     not clearly of full rank (then the sparse route decides what is identified).
     """
     codes = design.factor_codes(teams.astype(str))
-    order = np.argsort(codes, kind="stable")  # teams in contiguous rows
-    xd, y, codes = xd[order], y[order], codes[order]
     n, k, g = len(y), xd.shape[1], int(codes.max()) + 1
+    # identical rows of a team share p: fit on the distinct (team, row) patterns with
+    # binomial counts (same likelihood, scores and cluster sums), patterns sorted by team
+    keys = pd.DataFrame(xd).assign(team=codes)
+    pattern = keys.groupby(["team", *range(k)], sort=True, dropna=False).ngroup().to_numpy()
+    m = np.bincount(pattern).astype(float)
+    s = np.bincount(pattern, weights=y)
+    first = np.empty(len(m), dtype=np.int64)
+    first[pattern[::-1]] = np.arange(n)[::-1]
+    xd, codes = xd[first], codes[first]
     starts = np.searchsorted(codes, np.arange(g))
-    if not _clearly_full_rank(*_team_blocks(xd, starts, np.ones(n))):
+    if not _clearly_full_rank(*_team_blocks(xd, starts, m)):
         return None
     beta, alpha = np.zeros(k), np.zeros(g)  # alpha[0] = 0: the dropped team
     for _ in range(maxiter):
         p = expit(xd @ beta + alpha[codes])
-        a, b, d = _team_blocks(xd, starts, p * (1 - p))
-        r = y - p
+        a, b, d = _team_blocks(xd, starts, m * p * (1 - p))
+        r = s - m * p
         grad_t = np.add.reduceat(r, starts)[1:]
         a, d = a + 1e-12 * np.eye(k), d + 1e-12  # as logit_newton's ridge
         step = np.linalg.solve(a - (b.T / d) @ b, xd.T @ r - b.T @ (grad_t / d))
@@ -247,13 +254,13 @@ def team_fe_logit(xd: np.ndarray, teams: pd.Series, y: np.ndarray, idx: list[int
     else:
         log.warning("logit did not converge in %d Newton steps", maxiter)
     p = expit(xd @ beta + alpha[codes])
-    a, b, d = _team_blocks(xd, starts, p * (1 - p))
+    a, b, d = _team_blocks(xd, starts, m * p * (1 - p))
     if not _clearly_full_rank(a, b, d):
         return None
     # columns idx of the inverse information: [S⁻¹; −d⁻¹ b S⁻¹] restricted to idx
     inv_d = np.linalg.inv(a - (b.T / d) @ b)[:, idx]
     inv_t = -(b @ inv_d) / d[:, None]
-    r = y - p
+    r = s - m * p
     proj = np.add.reduceat(xd * r[:, None], starts, axis=0) @ inv_d  # cluster scores x bread
     proj[1:] += np.add.reduceat(r, starts)[1:, None] * inv_t
     c = g / (g - 1) * (n - 1) / (n - k)
@@ -272,8 +279,9 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
     min_clusters : fewer teams make every row non-estimable.
     """
     model, outcome, scale = f"logit_fe_by_{dimension}", "renewal", "log_odds_ratio"
-    data = design.complete_rows(renewals.assign(group=groups), ["renewed", "team_id",
-                                                                 "end_quarter", "group"])
+    # only the model's columns: every later step copies rows
+    data = design.complete_rows(renewals[[*WEIGHTS, "renewed", *FE]].assign(group=groups),
+                                ["renewed", "team_id", "end_quarter", "group"])
     data, _ = drop_uninformative(data)
     levels = sorted(data["group"].astype(str).unique())
     g = int(data["team_id"].nunique())
@@ -343,6 +351,8 @@ def panel_by_scope(panel: pd.DataFrame, scopes: pd.DataFrame, outcome: str, *,
     """
     column, weights, scale = PANEL_OUTCOMES[outcome]
     model, levels = "ols_fe_by_scope", ["individual", "team"]
+    panel = panel[list(dict.fromkeys([*WEIGHTS, column, weights, "rep_id", "quarter",
+                                      "team_id"]))]
     data = design.complete_rows(panel.merge(scopes, on=["team_id", "quarter"], how="left"),
                                 [column, weights, "team_scope_share"])
     data = data[data[weights] > 0]
