@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from analysis.config import MIN_CLUSTERS
+from analysis.config import MIN_CLUSTERS, WEIGHTS
 from analysis.decision.blas import single_threaded_blas
 from analysis.decision.event_study_bootstrap import (BOOT_NOTE, WILD_REPS,  # noqa: F401
                                                      inference_rows)
@@ -114,7 +114,11 @@ def estimation_sample(events: pd.DataFrame, outcome: str, *, post_window: int,
     treated rows in quarters without any untreated row (no quarter effect).
     """
     column, weights, _ = OUTCOMES[outcome]
-    data = design.complete_rows(events, [column, "rep_id", "quarter", "team_id"])
+    needed = [column, "rep_id", "quarter", "team_id"]
+    # select rows on the few columns involved; copy the wide panel's rows once, at the end
+    narrow = events[list(dict.fromkeys([*WEIGHTS, *needed, "event_time", "treated",
+                                        *([weights] if weights else [])]))]
+    data = design.complete_rows(narrow.set_axis(np.arange(len(events))), needed)
     data = data.assign(y=data[column].astype(float),
                        w=1.0 if weights is None else data[weights].astype(float))
     data = data[np.isfinite(data["y"]) & (data["w"] > 0)]
@@ -127,7 +131,10 @@ def estimation_sample(events: pd.DataFrame, outcome: str, *, post_window: int,
     if (~ok).any():
         log.info("%s: %d rows without an untreated rep or quarter to impute from dropped",
                  outcome, int((~ok).sum()))
-    return data[ok].reset_index(drop=True)
+    data = data[ok]
+    return (events.take(data.index.to_numpy())
+            .assign(y=data["y"].to_numpy(), w=data["w"].to_numpy())
+            .reset_index(drop=True))
 
 
 

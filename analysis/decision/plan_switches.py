@@ -76,10 +76,10 @@ def plan_switches(tables: dict[str, pd.DataFrame], *, threshold: float = 0.10) -
     out["plan_after"] = row["plan_id"].to_numpy()
     out["sat_before"] = row["sat_before"].to_numpy(float)
     out["sat_after"] = row["sat"].to_numpy(float)
-    out["cohort"] = [quarter_of(d.date()) if h else None
-                     for d, h in zip(out["switch_date"], hit)]
-    out["dose_share"] = [_dose_share(d) if h else math.nan
-                         for d, h in zip(out["switch_date"], hit)]
+    # once per distinct switch date, not per team
+    days = {d: (quarter_of(d.date()), _dose_share(d)) for d in out.loc[hit, "switch_date"]}
+    out["cohort"] = [days[d][0] if h else None for d, h in zip(out["switch_date"], hit)]
+    out["dose_share"] = [days[d][1] if h else math.nan for d, h in zip(out["switch_date"], hit)]
     return out
 
 
@@ -101,8 +101,9 @@ def event_panel(panel: pd.DataFrame, switches: pd.DataFrame) -> pd.DataFrame:
     out["complaint_rate"] = out["complaints"] / exposure
     cohort = out["team_id"].map(switches.set_index("team_id")["cohort"])
     out["cohort"] = cohort
-    qk = out["quarter"].map(quarter_key)
-    gk = cohort.map(lambda c: quarter_key(c) if isinstance(c, str) else np.nan)
+    # keys once per distinct label, not per row
+    qk = out["quarter"].map({q: quarter_key(q) for q in out["quarter"].unique()})
+    gk = cohort.map({c: quarter_key(c) for c in cohort.unique() if isinstance(c, str)})
     out["event_time"] = (qk - gk).astype(float)
     out["treated"] = out["event_time"] >= 0
     return out
