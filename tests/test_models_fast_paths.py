@@ -137,3 +137,20 @@ def test_km_at_risk_counts_episodes_open_at_each_day(episodes):
         grp = ep[ep["plan_id"] == plan]
         want = [int(((grp["start"] < d) & (grp["stop"] >= d)).sum()) for d in rows["day"]]
         assert rows["at_risk"].tolist() == want
+
+
+@pytest.mark.parametrize("case", ["days", "fractional", "unstratified", "missing_stratum"])
+def test_sort_order_equals_lexsort(case):
+    rng = np.random.default_rng(5)
+    n = 3_000
+    stop = rng.integers(1, 400, n).astype(float)
+    event = rng.integers(0, 2, n)
+    codes = rng.integers(0, 30, n)
+    if case == "fractional":
+        stop = stop + 0.5 * rng.integers(0, 2, n)
+    if case == "unstratified":
+        codes = None
+    if case == "missing_stratum":
+        codes[:10] = -1
+    want = np.lexsort((event, stop) if codes is None else (event, stop, codes))
+    np.testing.assert_array_equal(coxph._sort_order(stop, event, codes), want)

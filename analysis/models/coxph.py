@@ -147,8 +147,7 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     # lifelines sorts (stratum, stop, event), so its own sort finds them in order
     full = _RiskSets(start, stop, event, codes, bookkeeping_only=True)
     rows = np.flatnonzero(full.at_risk())
-    rows = rows[np.lexsort((event[rows], stop[rows]) if codes is None else
-                           (event[rows], stop[rows], codes[rows]))]
+    rows = rows[_sort_order(stop[rows], event[rows], None if codes is None else codes[rows])]
     start, stop, event = start[rows], stop[rows], event[rows]
     x = np.asarray(x(rows), float) if callable(x) else x[rows]
     codes = None if codes is None else codes[rows]
@@ -166,6 +165,26 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     return {"params": params[order], "cov": cov[np.ix_(order, order)], "loglik": loglik,
             "warnings": caught, "loglik_start": loglik_start, "rows": rows,
             "rows_sorted": (start, stop, event, x), "codes": codes, "risk_sets": rs}
+
+
+def _sort_order(stop, event, codes) -> np.ndarray:
+    """``np.lexsort`` by (stratum, stop, event): lifelines' order, ties in row order.
+
+    With integer stop times (days) and stratum codes, one stable sort of a single
+    integer key gives the same permutation at a third of the cost.
+    """
+    keys = (event, stop) if codes is None else (event, stop, codes)
+    e = np.asarray(event)
+    c = np.zeros(len(stop), np.int64) if codes is None else np.asarray(codes)
+    if (len(stop) == 0 or e.dtype.kind not in "biu" or c.dtype.kind not in "iu"
+            or not np.isfinite(stop).all() or not np.array_equal(stop, np.round(stop))
+            or e.min() < 0 or e.max() > 1 or c.min() < 0):
+        return np.lexsort(keys)
+    t = (stop - stop.min()).astype(np.int64)
+    span = int(t.max()) + 1
+    if (int(c.max()) + 1) * span * 2 >= 2**62:
+        return np.lexsort(keys)
+    return np.argsort((c.astype(np.int64) * span + t) * 2 + e.astype(np.int64), kind="stable")
 
 
 def _starting_point(rs: _RiskSets, x: np.ndarray, beta0: np.ndarray | None = None
