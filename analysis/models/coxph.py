@@ -23,7 +23,10 @@ evaluates its own score and Hessian there once, finds the Newton decrement below
 its ``precision`` and stops (if not, it simply iterates on, as from zero), and (3)
 skips what ``CoxPHFitter.fit`` computes afterwards and we never use (baseline
 hazards and survival, summary frames). The estimates are lifelines' (its stopping
-rule, its Hessian); the starting point only saves its iterations.
+rule, its Hessian); the starting point only saves its iterations. lifelines'
+per-stratum gradient function gets numpy slices of each stratum's rows (what
+``.values`` of its pandas selections would give), and a caller may pass the design
+as a function of the rows, so that only the rows at risk are ever built.
 """
 
 from __future__ import annotations
