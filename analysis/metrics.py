@@ -61,7 +61,10 @@ def _z(level: float) -> float:
 
 def _floats(values) -> np.ndarray:
     """Non-missing values as a float array (None, NaN and pd.NA dropped)."""
-    s = pd.Series(values).astype("float64").to_numpy()
+    if isinstance(values, np.ndarray) and values.dtype == np.float64:
+        s = values  # the common case, without a Series per call
+    else:
+        s = pd.Series(values).astype("float64").to_numpy()
     return s[~np.isnan(s)]
 
 
@@ -216,35 +219,68 @@ def _answers(counts: np.ndarray, scores: tuple[int, ...]) -> np.ndarray:
     return np.repeat(np.array(scores, dtype="float64"), [int(k) for k in counts])
 
 
-def _episode_frame(episodes: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
-    """The episodes of ``quarters``, with only the columns the metrics read.
+def _codes(columns: list[np.ndarray]) -> tuple[np.ndarray, list[tuple]]:
+    """Group number of each row by ``columns`` (-1 where a key is missing), and the keys."""
+    parts = [pd.factorize(c) for c in columns]
+    code = np.zeros(len(columns[0]), dtype="int64")
+    missing = np.zeros(len(code), dtype=bool)
+    for c, labels in parts:
+        code = code * max(len(labels), 1) + c
+        missing |= c < 0
+    present, inverse = np.unique(code[~missing], return_inverse=True)
+    code[missing] = -1
+    code[~missing] = inverse
+    keys = []
+    for k in present.tolist():
+        key = []
+        for _, labels in reversed(parts):
+            k, i = divmod(k, max(len(labels), 1))
+            key.append(labels[i])
+        keys.append(tuple(reversed(key)))
+    return code, keys
 
-    Built column by column: selecting rows of the whole (1.6M-row, unconsolidated)
-    episodes frame would first copy all of it into one block.
+
+def _episode_counts(episodes: pd.DataFrame, quarters: list[str],
+                    by: list[str]) -> tuple[dict, dict]:
+    """Customers at risk per group, and (churned, at risk on the first day) per group.
+
+    Customers at risk = distinct customers with an episode in the quarter. Churn:
+    customers at risk on the quarter's first day (an episode covers it: episodes split
+    at quarter starts, so its first_day is that day; the team is the owner's team on
+    that day), and those of them who churned in the quarter (an episode with an event),
+    counted as a left join of the two counts them. Works on codes, not on a copy of the
+    (1.6M-row) episodes frame.
     """
-    keep = episodes["quarter"].isin(quarters).to_numpy()
-    return pd.DataFrame({c: episodes[c].to_numpy()[keep]
-                         for c in ("customer_id", "quarter", "team_id", "first_day", "event")})
-
-
-def _churn_frame(ep: pd.DataFrame, quarters: list[str]) -> pd.DataFrame:
-    """Customers at risk on each quarter's first day, and whether they churned in it.
-
-    At risk = an episode covers the quarter's first day (episodes split at quarter
-    starts, so its first_day is that day); the team is the owner's team on that day.
-    """
-    codes, labels = pd.factorize(ep["quarter"])
-    starts = pd.to_datetime(pd.Series([quarter_start(q) for q in labels], dtype=object))
-    at_start = ep.loc[ep["first_day"].to_numpy() == starts.to_numpy()[codes],
-                      ["customer_id", "quarter", "team_id"]]
-    churned = ep.loc[ep.event == 1, ["customer_id", "quarter"]].assign(churned=1)
-    # only customers with an event can match: merge those, the rest churned = 0
-    maybe = at_start.customer_id.isin(churned.customer_id)
-    matched = at_start[maybe].merge(churned, on=["customer_id", "quarter"], how="left")
-    out = pd.concat([at_start[~maybe].assign(churned=0),
-                     matched.assign(churned=matched.churned.fillna(0).astype(int))],
-                    ignore_index=True)
-    return out
+    q_code, q_labels = pd.factorize(episodes["quarter"].to_numpy())
+    wanted = np.array([q in quarters for q in q_labels], dtype=bool)
+    rows = np.flatnonzero(wanted[q_code]) if len(q_code) else np.zeros(0, dtype="int64")
+    group, keys = _codes([episodes[c].to_numpy()[rows] for c in by])
+    customer, _ = pd.factorize(episodes["customer_id"].to_numpy()[rows])
+    customer = customer.astype("int64")
+    q_code = q_code[rows].astype("int64")
+    n_groups, n_customers, n_q = len(keys), int(customer.max(initial=0)) + 1, len(q_labels)
+    ok = group >= 0
+    pairs = pd.unique(group[ok] * n_customers + customer[ok])  # numpy's hash unique is slow here
+    at_risk = np.bincount(pairs // n_customers, minlength=n_groups)
+    starts = pd.to_datetime(pd.Series([quarter_start(q) for q in q_labels], dtype=object))
+    first_day = episodes["first_day"].to_numpy()[rows]
+    at_start = np.flatnonzero(first_day == starts.to_numpy()[q_code])
+    pair = customer * max(n_q, 1) + q_code
+    event_pairs, event_count = np.unique(pair[episodes["event"].to_numpy()[rows] == 1],
+                                         return_counts=True)
+    churned = np.zeros(len(at_start), dtype="int64")
+    if len(event_pairs):
+        pos = np.minimum(np.searchsorted(event_pairs, pair[at_start]), len(event_pairs) - 1)
+        hit = event_pairs[pos] == pair[at_start]
+        churned[hit] = event_count[pos[hit]]
+    g = group[at_start]
+    ok = g >= 0
+    # a left join repeats an at-start row once per matching event
+    n = np.bincount(g[ok], weights=np.maximum(churned[ok], 1), minlength=n_groups)
+    k = np.bincount(g[ok], weights=churned[ok], minlength=n_groups)
+    customers = {key: int(at_risk[i]) for i, key in enumerate(keys)}
+    churn = {key: (int(k[i]), int(n[i])) for i, key in enumerate(keys) if n[i] > 0}
+    return customers, churn
 
 
 def _estimates(name: str, groups, keys) -> list[tuple]:
@@ -258,9 +294,11 @@ def _groups(frame: pd.DataFrame, by: list[str]) -> dict[tuple, np.ndarray]:
             for k, idx in frame.groupby(by, sort=True).indices.items()}
 
 
-def _sum(values: np.ndarray, idx: np.ndarray):
-    """``values[idx]`` summed as pandas sums a group's column (NaN skipped)."""
-    return pd.Series(values[idx]).sum()
+def _sum(values: np.ndarray, idx: np.ndarray) -> float:
+    """``values[idx]`` summed as pandas sums a group's column: NaN as 0, numpy's sum."""
+    v = values[idx].astype("float64")
+    v[np.isnan(v)] = 0.0
+    return v.sum()
 
 
 def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quarter: str,
@@ -332,18 +370,12 @@ def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quar
 
     p = panel[panel.quarter.isin(quarters)]
     p_groups = _groups(p, by)
-    ep = _episode_frame(episodes, quarters)
-    customers = (ep[[*by, "customer_id"]].drop_duplicates()
-                 .groupby(by, sort=True).size())
-    customers = {(k if isinstance(k, tuple) else (k,)): int(n) for k, n in customers.items()}
+    customers, churn = _episode_counts(episodes, quarters, by)
     complaints, exposure = p["complaints"].to_numpy(), p["exposure"].to_numpy()
     rows += _estimates("complaint_rate", {k: _with_n(
         rate(complaints[idx].sum(), _sum(exposure, idx)), customers.get(k, 0))
         for k, idx in p_groups.items()}, keys)
-    churn = _churn_frame(ep, quarters)
-    churned = churn["churned"].to_numpy()
-    rows += _estimates("churn_rate", {k: proportion(churned[idx].sum(), len(idx))
-                                      for k, idx in _groups(churn, by).items()}, keys)
+    rows += _estimates("churn_rate", {k: proportion(*kn) for k, kn in churn.items()}, keys)
     renewed, due = p["renewals_renewed"].to_numpy(), p["renewals_due"].to_numpy()
     rows += _estimates("renewal_rate", {k: proportion(renewed[idx].sum(), due[idx].sum())
                                         for k, idx in p_groups.items()}, keys)
