@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -109,3 +110,48 @@ def test_many_teams_draw_from_the_models_covariance(prepared, result):
     ratio = (f["conf_high"] - f["conf_low"]) / (b["conf_high"] - b["conf_low"])
     assert ratio.between(0.25, 4).all(), ratio.describe()
     assert many.recommendation["range"] is not None
+
+
+def _pyfixest_default(outcome, data, rhs):
+    """The Poisson fit with pyfixest's own separation check (what ``_pyfixest`` replaces)."""
+    import pyfixest as pf
+
+    from analysis.decision import tradeoff_models as M
+
+    y, offset = ("events", "log_days") if outcome == "churn" else ("complaints", "log_exposure")
+    fe = " + ".join(M.FIXED_EFFECTS[outcome])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pf.fepois(f"{y} ~ " + " + ".join(rhs) + f" | {fe}", data=data, offset=offset,
+                         vcov={"CRV1": "team_id"})
+
+
+@pytest.mark.parametrize("case", ["as is", "separated reps", "new singletons"])
+def test_separation_found_without_pyfixest_check(prepared, result, case):
+    """Rows dropped up front for separation give pyfixest's own fit bit for bit; when
+    dropping them would leave new singletons pyfixest's check is used instead."""
+    from analysis.decision import tradeoff_models as M
+
+    data = T.model_data(prepared, result.current["w_satisfaction"] / config.EFFECT_PER)
+    comp = data["complaints"].copy()
+    reps = comp["rep_id"].drop_duplicates()
+    if case != "as is":  # reps without any complaint are separated
+        comp.loc[comp["rep_id"].isin(reps.iloc[:5]), "complaints"] = 0
+    if case == "new singletons":  # a quarter without complaints: its rows go, and with
+        # them all but one row of a rep
+        q = comp["quarter"].iloc[0]
+        comp.loc[comp["quarter"] == q, "complaints"] = 0
+        rep = comp.loc[comp["rep_id"].isin(reps.iloc[5:]), "rep_id"].iloc[0]
+        keep = comp.index[(comp["rep_id"] == rep) & (comp["quarter"] != q)][:1]
+        comp = comp.drop(index=comp.index[(comp["rep_id"] == rep) & (comp["quarter"] != q)
+                                          & ~comp.index.isin(keep)])
+    drop = M._separated(comp, "complaints", [*config.TERMS, "log_exposure"],
+                        M.FIXED_EFFECTS["complaints"])
+    assert (drop is None) == (case == "new singletons")
+    assert case != "separated reps" or len(drop) > 0
+    rhs = list(config.TERMS)
+    ours, theirs = M._pyfixest("complaints", comp, rhs), _pyfixest_default("complaints",
+                                                                          comp, rhs)
+    np.testing.assert_array_equal(np.asarray(ours.coef()), np.asarray(theirs.coef()))
+    np.testing.assert_array_equal(np.asarray(ours._vcov), np.asarray(theirs._vcov))
+    assert ours._N == theirs._N

@@ -168,11 +168,52 @@ def delta(params: pd.Series, plan_x: pd.DataFrame, x0: dict[str, float]) -> np.n
     return d
 
 
+def _separated(data: pd.DataFrame, y: str, columns: list[str], fixed: tuple[str, ...]
+               ) -> np.ndarray | None:
+    """Rows pyfixest's "fe" separation check would drop, found without its crosstabs.
+
+    pyfixest drops rows with missing values, then singletons, then every row of a
+    fixed-effect level whose outcome is 0 throughout. Dropping those rows beforehand
+    gives it the same rows as long as no new singleton appears; returns their
+    positions (possibly none), or None when new singletons would appear (then
+    pyfixest's own check must run).
+    """
+    from pyfixest.core.detect_singletons import detect_singletons
+
+    complete = (np.isfinite(data[[y, *columns]].to_numpy(float)).all(axis=1)
+                & data[list(fixed)].notna().all(axis=1).to_numpy())
+
+    def singletons(rows: np.ndarray) -> np.ndarray:
+        ids = np.column_stack([pd.factorize(data[f].to_numpy()[rows])[0] for f in fixed])
+        return detect_singletons(np.asfortranarray(ids.astype(np.int64)))
+
+    rows = np.flatnonzero(complete)
+    rows = rows[~singletons(rows)]
+    positive = data[y].to_numpy(float)[rows] > 0
+    drop = np.zeros(len(rows), bool)
+    for f in fixed:
+        codes = pd.factorize(data[f].to_numpy()[rows])[0]
+        drop |= (np.bincount(codes, weights=positive) == 0)[codes]
+    if not drop.any():
+        return drop.nonzero()[0]
+    if singletons(rows[~drop]).any():
+        return None
+    return rows[drop]
+
+
 def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = False):
     """pyfixest fit of one outcome; ``fast`` (bootstrap draws) skips what only SEs need."""
     opts: dict[str, Any] = {"vcov": {"CRV1": "team_id"}}
     if fast:
         opts = {"vcov": "iid", "copy_data": False, "store_data": False, "lean": True}
+    if outcome in ("churn", "complaints") and not fast:
+        # pyfixest's separation check tabulates every level in Python (seconds at scale)
+        y, offset = ("events", "log_days") if outcome == "churn" else ("complaints",
+                                                                         "log_exposure")
+        drop = _separated(data, y, [*rhs, offset], FIXED_EFFECTS[outcome])
+        if drop is not None:
+            data = data.drop(index=data.index[drop]) if len(drop) else data
+            opts["separation_check"] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if outcome == "churn":
