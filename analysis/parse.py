@@ -79,9 +79,9 @@ def parse_column(raw: pd.Series, col: Column) -> Parsed:
               "float": _parse_float, "int": _parse_int, "bool": _parse_bool}[col.kind]
     values, bad, oor = parser(raw, text, text.is_text, null)
     codes = distinct = None
-    if isinstance(text, _ArrowText):
-        codes = text.raw_codes
-        distinct = None if col.kind == "id" else text.distinct_raw
+    if isinstance(text, _ArrowText) and col.kind in ("id", "str", "enum"):
+        codes = text.raw_codes  # for duplicate ids, enum checks and references
+        distinct = text.distinct_raw if col.kind == "str" else None
     return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null,
                   codes=codes, distinct=distinct)
 
