@@ -269,7 +269,8 @@ def tidy_result(name: str, df: pd.DataFrame) -> pd.DataFrame:
     for column in _INT_COLUMNS.get(name, ()):
         df[column] = df[column].astype("int64", copy=False)
     for column in _DATE_COLUMNS.get(name, ()):
-        df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]", copy=False)
+        if df[column].dtype != "datetime64[ns]":  # to_datetime scans even when it is
+            df[column] = pd.to_datetime(df[column]).astype("datetime64[ns]", copy=False)
     for column in (*WEIGHTS, *_FLOAT_COLUMNS.get(name, ())):
         if column in df:
             df[column] = df[column].astype("float64", copy=False)
