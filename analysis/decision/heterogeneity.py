@@ -75,19 +75,26 @@ def scope_weights(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp | str) ->
     first = np.repeat(np.cumsum(n_days) - n_days, n_days)
     offset = np.arange(int(n_days.sum())) - first
     days = pd.DatetimeIndex(np.repeat(start, n_days) + offset.astype("timedelta64[D]"))
-    # quarter labels once per distinct day, not per row
-    uniq, inverse = np.unique(days.asi8, return_inverse=True)
-    labels = pd.DatetimeIndex(uniq).to_period("Q").astype(str).to_numpy()
+    # quarter labels once per calendar day of the range; rows grouped by the codes of the
+    # sorted labels
+    day = days.asi8 // (86_400 * 10**9)
+    calendar = pd.to_datetime(np.arange(day.min(), day.max() + 1), unit="D")
+    quarters, quarter_code = np.unique(calendar.to_period("Q").astype(str).to_numpy(object),
+                                       return_inverse=True)
+    teams, team_code = np.unique(pa["team_id"].to_numpy(object), return_inverse=True)
     w = np.repeat(pa["plan_id"].map(plans[TERM]).to_numpy(float), n_days)
     team_scope = np.repeat((pa["plan_id"].map(plans["satisfaction_scope"]) == "team")
                            .to_numpy(bool), n_days)
-    daily = pd.DataFrame({"team_id": np.repeat(pa["team_id"].to_numpy(object), n_days),
-                          "quarter": labels[inverse], "w_sat_team": w * team_scope,
+    daily = pd.DataFrame({"team_id": np.repeat(team_code, n_days),
+                          "quarter": quarter_code[day - day.min()], "w_sat_team": w * team_scope,
                           "w_sat_individual": w * ~team_scope, "team_scope": team_scope})
-    return (daily.groupby(["team_id", "quarter"], sort=True)
-            .agg(w_sat_team=("w_sat_team", "mean"), w_sat_individual=("w_sat_individual", "mean"),
-                 team_scope_share=("team_scope", "mean"))
-            .reset_index())
+    out = (daily.groupby(["team_id", "quarter"], sort=True)
+           .agg(w_sat_team=("w_sat_team", "mean"), w_sat_individual=("w_sat_individual", "mean"),
+                team_scope_share=("team_scope", "mean"))
+           .reset_index())
+    out["team_id"] = teams[out["team_id"].to_numpy()]
+    out["quarter"] = quarters[out["quarter"].to_numpy()]
+    return out
 
 
 def _rows_from(outcome, model, scale, dimension, groups, coef, cov, df, n_obs, g, base_note):
