@@ -155,3 +155,18 @@ def test_separation_found_without_pyfixest_check(prepared, result, case):
     np.testing.assert_array_equal(np.asarray(ours.coef()), np.asarray(theirs.coef()))
     np.testing.assert_array_equal(np.asarray(ours._vcov), np.asarray(theirs._vcov))
     assert ours._N == theirs._N
+
+
+def test_renewal_team_block_matches_sparse_design(prepared, result, monkeypatch):
+    """The renewal logit through the diagonal team block equals the sparse-design route
+    (coefficients and CR1 with every column counted) up to rounding."""
+    from analysis.decision import tradeoff_models as M
+
+    data = T.model_data(prepared, result.current["w_satisfaction"] / config.EFFECT_PER)
+    rhs = [*config.TERMS, M.CURVE]
+    params, vcov = M._renewal_sparse(data["renewal"], rhs)
+    monkeypatch.setattr(M, "team_fe_logit", lambda *args, **kwargs: None)
+    sparse_params, sparse_vcov = M._renewal_sparse(data["renewal"], rhs)
+    assert list(params.index) == list(sparse_params.index) == rhs
+    np.testing.assert_allclose(params.to_numpy(), sparse_params.to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(vcov.to_numpy(), sparse_vcov.to_numpy(), rtol=1e-9)

@@ -40,7 +40,7 @@ from scipy.special import expit
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
 from analysis.decision.heterogeneity import (logit_newton, sparse_cr1, sparse_design,
-                                             unidentified)
+                                             team_fe_logit, unidentified)
 from analysis.errors import ParameterError
 from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
 from analysis.models.renewal import drop_uninformative
@@ -78,7 +78,8 @@ def panel_data(panel: pd.DataFrame, x0: float) -> pd.DataFrame:
 
 def churn_cells(episodes: pd.DataFrame, x0: float, band_days: int = BAND_DAYS) -> pd.DataFrame:
     """Episodes aggregated to team × tenure band × quarter × plan cells (events, days at risk)."""
-    data = episodes.dropna(subset=list(WEIGHTS))
+    data = episodes[["team_id", "start", "stop", "event", "quarter", *WEIGHTS]]
+    data = data.dropna(subset=list(WEIGHTS))
     data = data.assign(band=(data["start"] // band_days).astype(int),
                        days=(data["stop"] - data["start"]).astype(float))
     cells = (data.groupby(["team_id", "band", "quarter", *TERMS], as_index=False, sort=True)
@@ -250,15 +251,27 @@ def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFram
 
 def _renewal_sparse(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
     """:func:`_renewal` with sparse team dummies: same logit, CR1 as statsmodels' cluster
-    covariance (G/(G−1)·(N−1)/(N−K), K every column), unidentified terms dropped."""
+    covariance (G/(G−1)·(N−1)/(N−K), K every column), unidentified terms dropped.
+
+    A design clearly of full rank is solved through its diagonal team block
+    (:func:`~analysis.decision.heterogeneity.team_fe_logit`, equal up to rounding);
+    otherwise the sparse design decides what is identified."""
     dense = pd.concat([pd.Series(1.0, index=data.index, name="const"), data[rhs],
                        pd.get_dummies(data["end_quarter"].astype(str), drop_first=True,
                                       dtype=float)], axis=1)
+    y = data["renewed"].astype(float).to_numpy()
+    idx = [1 + i for i in range(len(rhs))]
+    fast = team_fe_logit(dense.to_numpy(float), data["team_id"], y, idx)
+    if fast is not None:  # clearly of full rank: the same fit through the team block
+        n, k = dense.shape
+        # its CR1 counts the columns of ``dense``; this model's, every column
+        cov = fast[1] * ((n - k) / (n - (k + data["team_id"].astype(str).nunique() - 1)))
+        return (pd.Series(fast[0][idx], index=rhs),
+                pd.DataFrame(cov, index=rhs, columns=rhs))
     x = sparse_design(dense, data["team_id"])
     flat = unidentified(x, [1 + i for i in range(len(rhs))])
     kept = [t for i, t in enumerate(rhs) if 1 + i not in flat]
     x = x[:, [j for j in range(x.shape[1]) if j not in flat]]
-    y = data["renewed"].astype(float).to_numpy()
     params, info = logit_newton(x, y)
     cov = sparse_cr1(np.linalg.pinv(info, hermitian=True), x, y - expit(x @ params),
                      data["team_id"].to_numpy(), n_params=x.shape[1])
