@@ -222,7 +222,12 @@ class _Workspace:
         select = ", ".join(
             f'CAST("{c.name}" AS {_SQL_TYPES[c.kind]}) AS "{c.name}"' for c in columns)
         view = f"input_{name}"
-        self.con.register(view, df[[c.name for c in columns]])
+        missing = [c.name for c in columns if c.name not in df]
+        if missing:
+            raise KeyError(f"typed table {name!r} lacks the columns {missing}")
+        # the whole frame: DuckDB reads only the selected columns (a pandas column
+        # subset would first copy them, a million strings each)
+        self.con.register(view, df)
         self.con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT {select} FROM "{view}"')
         self.con.unregister(view)
 
