@@ -115,26 +115,29 @@ def estimation_sample(events: pd.DataFrame, outcome: str, *, post_window: int,
     """
     column, weights, _ = OUTCOMES[outcome]
     needed = [column, "rep_id", "quarter", "team_id"]
-    # select rows on the few columns involved; copy the wide panel's rows once, at the end
-    narrow = events[list(dict.fromkeys([*WEIGHTS, *needed, "event_time", "treated",
-                                        *([weights] if weights else [])]))]
-    data = design.complete_rows(narrow.set_axis(np.arange(len(events))), needed)
-    data = data.assign(y=data[column].astype(float),
-                       w=1.0 if weights is None else data[weights].astype(float))
-    data = data[np.isfinite(data["y"]) & (data["w"] > 0)]
-    data = data[~(data["event_time"] > post_window)]
-    untreated = data[~data["treated"]]
+    # masks on the few columns involved; the wide panel's rows are copied once, at the end
+    narrow = events[list(dict.fromkeys([*WEIGHTS, *needed]))].reset_index(drop=True)
+    rows = design.complete_rows(narrow, needed).index.to_numpy()
+    y = events[column].to_numpy()[rows].astype(float)
+    w = (np.ones(len(rows)) if weights is None
+         else events[weights].to_numpy()[rows].astype(float))
+    event_time = events["event_time"].to_numpy(float)[rows]
+    rows = rows[np.isfinite(y) & (w > 0) & ~(event_time > post_window)]
+    treated = events["treated"].to_numpy(bool)[rows]
+    sample = narrow.iloc[rows]
+    untreated = sample[~treated]
     controls = untreated.groupby("quarter")["team_id"].nunique()
     imputable = controls.index[controls >= min_control_teams]
-    ok = (data[UNIT].isin(untreated[UNIT])
-          & (~data["treated"] | data["quarter"].isin(imputable)))
+    ok = (sample[UNIT].isin(untreated[UNIT]).to_numpy()
+          & (~treated | sample["quarter"].isin(imputable).to_numpy()))
     if (~ok).any():
         log.info("%s: %d rows without an untreated rep or quarter to impute from dropped",
                  outcome, int((~ok).sum()))
-    data = data[ok]
-    return (events.take(data.index.to_numpy())
-            .assign(y=data["y"].to_numpy(), w=data["w"].to_numpy())
-            .reset_index(drop=True))
+    rows = rows[ok]
+    data = events.take(rows).reset_index(drop=True)
+    data["y"] = events[column].to_numpy()[rows].astype(float)
+    data["w"] = 1.0 if weights is None else events[weights].to_numpy()[rows].astype(float)
+    return data
 
 
 
