@@ -12,9 +12,11 @@ weights kept as they are:
 | ``ols_fe_by_scope`` | csat, nps | scope of the plan, time-weighted: ``w_satisfaction`` under team-scope and under individual-scope plans enter separately, with the team-scope share of the quarter as a control |
 
 Renewal: logit with team and quarter-of-``end_date`` dummies, CR1 by team, t(G−1).
-Above ``JACKKNIFE_MAX_CLUSTERS`` teams the design is built sparse (the same logit,
-Newton steps and CR1 sandwich, no dense n × G dummy matrix; identification is
-checked on the information matrix) and the note says so.
+Above ``JACKKNIFE_MAX_CLUSTERS`` teams the team dummies are never formed (the same
+logit, Newton steps and CR1 sandwich, solved through the diagonal team block of the
+information matrix, on the distinct rows of each team; see :func:`team_fe_logit`)
+and the note says so; a design not clearly of full rank goes through the sparse
+design, where identification is checked on the information matrix.
 Panel: rep and quarter fixed effects, weighted by responses, CRV1 by team (pyfixest).
 Rows per subgroup (term ``w_satisfaction:<dimension>=<group>``) and per difference
 from the first group (``w_satisfaction:<dimension>=<group>-<first>``); the whole table
