@@ -68,7 +68,7 @@ def parse_column(raw: pd.Series, col: Column) -> Parsed:
         Values with the dtype of ``CHECK_DTYPE[col.kind]`` on the same index.
     """
     if is_arrow_text(raw):  # CSV cells as read by sources: strings already
-        text = _ArrowText(raw)
+        text = _IdText(raw) if col.kind == "id" else _ArrowText(raw)
         null = text.null
     else:
         text = _text(raw)
@@ -79,8 +79,10 @@ def parse_column(raw: pd.Series, col: Column) -> Parsed:
               "float": _parse_float, "int": _parse_int, "bool": _parse_bool}[col.kind]
     values, bad, oor = parser(raw, text, text.is_text, null)
     codes = distinct = None
-    if isinstance(text, _ArrowText) and col.kind in ("id", "str", "enum"):
-        codes = text.raw_codes  # for duplicate ids, enum checks and references
+    if isinstance(text, _IdText):
+        codes = text.id_codes()  # for duplicate ids
+    elif isinstance(text, _ArrowText) and col.kind in ("str", "enum"):
+        codes = text.raw_codes  # for enum checks and references
         distinct = text.distinct_raw if col.kind == "str" else None
     return Parsed(values=values, null=null, bad=bad & ~null, out_of_range=oor & ~null,
                   codes=codes, distinct=distinct)
@@ -113,13 +115,12 @@ class _ArrowText(_Text):
     """
 
     def __init__(self, raw: pd.Series):
-        cells = pa.array(raw)
-        if isinstance(cells, pa.ChunkedArray):
-            cells = cells.combine_chunks() if cells.num_chunks else pa.array([], cells.type)
-        self.cells = cells
+        self.cells = cells = _one_chunk(raw)
         enc = pc.dictionary_encode(cells)
         self.distinct_raw = enc.dictionary
         self.raw_codes = pc.fill_null(enc.indices, -1).to_numpy()
+        del enc
+        _release_arrow_scratch(len(cells))
         self.is_text = self.raw_codes >= 0
         stripped = pd.Series(ArrowStringArray(self.distinct_raw), dtype=_TEXT).str.strip()
         blank = (stripped.str.len() == 0).to_numpy(dtype=bool)
@@ -130,10 +131,70 @@ class _ArrowText(_Text):
 
     def factorized(self) -> tuple[np.ndarray, pd.Series]:
         if self._factorized is None:
-            s_codes, uniques = pd.factorize(self._stripped)
-            codes = _take(s_codes, self.raw_codes, -1)
-            self._factorized = codes, pd.Series(uniques, dtype=_TEXT)
+            stripped = self._stripped
+            if _total_length(stripped) == _total_length(self.distinct_raw):
+                # nothing was stripped: still distinct, in the same order
+                self._factorized = self.raw_codes, stripped
+            else:
+                s_codes, uniques = pd.factorize(stripped)
+                _release_arrow_scratch(len(stripped))
+                codes = _take(s_codes, self.raw_codes, -1)
+                self._factorized = codes, pd.Series(uniques, dtype=_TEXT)
         return self._factorized
+
+
+def _total_length(text) -> int:
+    """Bytes in all the strings of ``text`` (a string Series or Arrow array)."""
+    cells = pa.array(text)
+    return int(pc.sum(pc.binary_length(cells)).as_py() or 0)
+
+
+class _IdText(_Text):
+    """A column of ids as Arrow text: stripped row by row (ids hardly repeat)."""
+
+    def __init__(self, raw: pd.Series):
+        self.cells = _one_chunk(raw)
+        self.is_text = ~self.cells.is_null().to_numpy(zero_copy_only=False)
+        blank = pd.Series(ArrowStringArray(self.cells), dtype=_TEXT).str.strip().str.len() == 0
+        self.null = ~self.is_text | blank.to_numpy(dtype=bool, na_value=True)
+        del blank
+        _release_arrow_scratch(len(self.cells))
+        self.text = None
+        self._factorized = None
+
+    def id_codes(self) -> np.ndarray:
+        """Codes telling the present ids apart: equal codes for equal texts.
+
+        Ids in strictly increasing order (the usual export) are all distinct, which a
+        comparison of neighbours shows without hashing every id.
+        """
+        present = self.cells.filter(pa.array(~self.null)) if self.null.any() else self.cells
+        if len(present) < 2 or pc.all(pc.greater(present.slice(1),
+                                                 present.slice(0, len(present) - 1))).as_py():
+            return np.arange(len(self.cells))
+        enc = pc.dictionary_encode(self.cells)
+        codes = pc.fill_null(enc.indices, -1).to_numpy()
+        del enc
+        _release_arrow_scratch(len(self.cells))
+        return codes
+
+
+def _one_chunk(raw: pd.Series) -> pa.Array:
+    """The Arrow array behind an Arrow-text column, as one chunk."""
+    cells = pa.array(raw)
+    if isinstance(cells, pa.ChunkedArray):
+        cells = cells.combine_chunks() if cells.num_chunks else pa.array([], cells.type)
+    return cells
+
+
+def _release_arrow_scratch(n: int) -> None:
+    """Return the hash table of a large dictionary encoding to the system at once.
+
+    Arrow's pool keeps freed memory for reuse; the table of a million distinct texts
+    is a few hundred MiB that would otherwise stay resident through the next table.
+    """
+    if n >= 100_000:
+        pa.default_memory_pool().release_unused()
 
 
 def _text(raw: pd.Series) -> _Text:
