@@ -59,6 +59,10 @@ LINEAR_Y = {"bookings": ("log_bookings", None), "csat": ("csat_mean", "csat_resp
 FIXED_EFFECTS = {"churn": ("stratum", "quarter"), "complaints": ("rep_id", "quarter"),
                  "bookings": ("rep_id", "quarter"), "csat": ("rep_id", "quarter"),
                  "nps": ("rep_id", "quarter")}
+#: Outcome -> (response, offset, weights) of the pyfixest models.
+PYFIXEST_COLUMNS = {"churn": ("events", "log_days", None),
+                    "complaints": ("complaints", "log_exposure", None),
+                    **{o: (y, None, w) for o, (y, w) in LINEAR_Y.items()}}
 NOT_ESTIMABLE = "not estimable"
 Criterion = Literal["wald", "linear", "curved"]
 
@@ -204,30 +208,27 @@ def _separated(data: pd.DataFrame, y: str, columns: list[str], fixed: tuple[str,
 
 def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = False):
     """pyfixest fit of one outcome; ``fast`` (bootstrap draws) skips what only SEs need."""
-    opts: dict[str, Any] = {"vcov": {"CRV1": "team_id"}}
-    if fast:
-        opts = {"vcov": "iid", "copy_data": False, "store_data": False, "lean": True}
-    if outcome in ("churn", "complaints") and not fast:
-        # pyfixest's separation check tabulates every level in Python (seconds at scale)
-        y, offset = ("events", "log_days") if outcome == "churn" else ("complaints",
-                                                                         "log_exposure")
-        drop = _separated(data, y, [*rhs, offset], FIXED_EFFECTS[outcome])
-        if drop is not None:
-            data = data.drop(index=data.index[drop]) if len(drop) else data
+    y, offset, weights = PYFIXEST_COLUMNS[outcome]
+    fixed = FIXED_EFFECTS[outcome]
+    opts: dict[str, Any] = {"vcov": "iid" if fast else {"CRV1": "team_id"},
+                            "copy_data": False, "store_data": False, "lean": True}
+    if offset is not None:
+        # pyfixest's separation check tabulates every level in Python (seconds at scale);
+        # churn_cells already dropped strata and quarters without events for the draws
+        drop = None if fast else _separated(data, y, [*rhs, offset], fixed)
+        if fast or drop is not None:
             opts["separation_check"] = []
+        if drop is not None and len(drop):
+            data = data.drop(index=data.index[drop])
+    # a frame of the model's columns only: pyfixest's own copy of the rest is wasted
+    columns = [y, *rhs, *(c for c in (offset, weights) if c), *fixed, "team_id"]
+    data = data[[c for c in dict.fromkeys(columns) if c in data.columns]]
+    formula = f"{y} ~ " + " + ".join(rhs) + " | " + " + ".join(fixed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if outcome == "churn":
-            if fast:  # strata without events were dropped in churn_cells
-                opts["separation_check"] = []
-            return pf.fepois("events ~ " + " + ".join(rhs) + " | stratum + quarter", data=data,
-                             offset="log_days", **opts)
-        if outcome == "complaints":
-            return pf.fepois("complaints ~ " + " + ".join(rhs) + " | rep_id + quarter",
-                             data=data, offset="log_exposure", **opts)
-        y, w = LINEAR_Y[outcome]
-        return pf.feols(f"{y} ~ " + " + ".join(rhs) + " | rep_id + quarter", data=data,
-                        weights=w, **opts)
+        if offset is not None:
+            return pf.fepois(formula, data=data, offset=offset, **opts)
+        return pf.feols(formula, data=data, weights=weights, **opts)
 
 
 def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
