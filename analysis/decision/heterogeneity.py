@@ -241,9 +241,9 @@ def team_fe_logit(xd: np.ndarray, teams: pd.Series, y: np.ndarray, idx: list[int
     pattern = keys.groupby(["team", *range(k)], sort=True, dropna=False).ngroup().to_numpy()
     m = np.bincount(pattern).astype(float)
     s = np.bincount(pattern, weights=y)
-    first = np.empty(len(m), dtype=np.int64)
-    first[pattern[::-1]] = np.arange(n)[::-1]
-    xd, codes = xd[first], codes[first]
+    row = np.empty(len(m), dtype=np.int64)
+    row[pattern] = np.arange(n)  # any row of a pattern: they are equal
+    xd, codes = xd[row], codes[row]
     starts = np.searchsorted(codes, np.arange(g))
     if not _clearly_full_rank(*_team_blocks(xd, starts, m)):
         return None
