@@ -82,12 +82,19 @@ def panel_data(panel: pd.DataFrame, x0: float) -> pd.DataFrame:
 
 def churn_cells(episodes: pd.DataFrame, x0: float, band_days: int = BAND_DAYS) -> pd.DataFrame:
     """Episodes aggregated to team × tenure band × quarter × plan cells (events, days at risk)."""
-    data = episodes[["team_id", "start", "stop", "event", "quarter", *WEIGHTS]]
-    data = data.dropna(subset=list(WEIGHTS))
-    data = data.assign(band=(data["start"] // band_days).astype(int),
-                       days=(data["stop"] - data["start"]).astype(float))
-    cells = (data.groupby(["team_id", "band", "quarter", *TERMS], as_index=False, sort=True)
-             .agg(events=("event", "sum"), days=("days", "sum")))
+    keep = episodes[list(WEIGHTS)].notna().all(axis=1).to_numpy()
+
+    def col(name: str) -> np.ndarray:  # rows with a plan, without copying the whole frame
+        values = episodes[name].to_numpy()
+        return values if keep.all() else values[keep]
+
+    start = col("start")
+    # grouped by arrays: a frame of 1.6M episodes would be consolidated (copied) first
+    keys = [pd.Series(v, name=n) for n, v in (
+        ("team_id", col("team_id")), ("band", (start // band_days).astype(int)),
+        ("quarter", col("quarter")), *((t, col(t)) for t in TERMS))]
+    sums = pd.DataFrame({"events": col("event"), "days": (col("stop") - start).astype(float)})
+    cells = sums.groupby(keys, sort=True).sum().reset_index()
     cells = pd.concat([cells.drop(columns=list(TERMS)), _regressors(cells, x0)], axis=1)
     cells["stratum"] = cells["team_id"].astype(str) + "|" + cells["band"].astype(str)
     cells["log_days"] = np.log(cells["days"])
