@@ -77,23 +77,24 @@ def objective_inputs(prepared, *, horizon: float = 3.0,
     quarters = {shift_quarter(prepared.quarter, -k) for k in range(window)}
     panel = prepared.derived["rep_quarter_panel"]
     pw = panel[panel["quarter"].isin(quarters)]
+    # only the columns used are cut from the (large) episode, renewal and contract tables
     ep = prepared.derived["survival_episodes"]
-    ew = ep[ep["quarter"].isin(quarters)]
+    in_window = ep["quarter"].isin(quarters)
     rn = prepared.derived["renewal_table"]
-    rw = rn[rn["end_quarter"].isin(quarters)]
+    renewed = rn.loc[rn["end_quarter"].isin(quarters), "renewed"]
     day = pd.Timestamp(prepared.quarter_end)
     c = prepared.tables["contracts"]
-    active = c[(c["start_date"] <= day) & (c["end_date"] >= day)
-               & (c["cancel_date"].isna() | (c["cancel_date"] > day))]
-    years = float((ew["stop"] - ew["start"]).sum()) / 365.25
+    active_value = c.loc[(c["start_date"] <= day) & (c["end_date"] >= day)
+                         & (c["cancel_date"].isna() | (c["cancel_date"] > day)), "annual_value"]
+    years = float((ep.loc[in_window, "stop"] - ep.loc[in_window, "start"]).sum()) / 365.25
     csat_w = pw["csat_responses"].to_numpy(float)
     nps_w = pw["nps_responses"].to_numpy(float)
     return ObjectiveInputs(
         bookings=_mean(pw["bookings"]),
         customers=_mean(pw["exposure"]),
-        annual_value=_mean(active["annual_value"]),
-        churn_hazard=_ratio(ew["event"].sum(), years),
-        renewal_rate=_mean(rw["renewed"].astype(float)),
+        annual_value=_mean(active_value),
+        churn_hazard=_ratio(ep.loc[in_window, "event"].sum(), years),
+        renewal_rate=_mean(renewed.astype(float)),
         complaint_rate=_ratio(pw["complaints"].sum(), pw["exposure"].sum()),
         csat=_ratio(np.nansum(pw["csat_mean"].fillna(0) * csat_w), csat_w.sum()),
         nps=_ratio(np.nansum(pw["nps"].fillna(0) * nps_w), nps_w.sum()),
