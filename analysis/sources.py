@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -782,19 +783,33 @@ def fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     str
         64 hex digits.
     """
-    h = hashlib.sha256()
-    for name in sorted(tables):
-        df = tables[name]
-        h.update(f"table\x1e{name}\x1e{len(df)}\x1e".encode())
-        for col in sorted(map(str, df.columns)):
-            h.update(f"col\x1e{col}\x1e".encode())
-            h.update(hashlib.sha256(_canonical_bytes(df[col])).digest())
+    def digest(s: pd.Series) -> bytes:
+        return hashlib.sha256(_canonical_bytes(s)).digest()
+
+    # Arrow text is joined and hashed without the GIL: two threads use both cores.
+    # Other columns go through pandas, which is not thread-safe: this thread does them.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        arrow_digests = {(name, col): pool.submit(digest, df[col])
+                         for name, df in tables.items() for col in map(str, df.columns)
+                         if _is_arrow_text(df[col])}
+        h = hashlib.sha256()
+        for name in sorted(tables):
+            df = tables[name]
+            h.update(f"table\x1e{name}\x1e{len(df)}\x1e".encode())
+            for col in sorted(map(str, df.columns)):
+                h.update(f"col\x1e{col}\x1e".encode())
+                done = arrow_digests.get((name, col))
+                h.update(digest(df[col]) if done is None else done.result())
     return h.hexdigest()
+
+
+def _is_arrow_text(s: pd.Series) -> bool:
+    return isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"
 
 
 def _canonical_bytes(s: pd.Series):
     """The column's canonical values joined by \\x1f, UTF-8 encoded (bytes or a memoryview)."""
-    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+    if _is_arrow_text(s):
         import pyarrow as pa
         import pyarrow.compute as pc
 
