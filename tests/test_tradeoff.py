@@ -170,3 +170,25 @@ def test_renewal_team_block_matches_sparse_design(prepared, result, monkeypatch)
     assert list(params.index) == list(sparse_params.index) == rhs
     np.testing.assert_allclose(params.to_numpy(), sparse_params.to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(vcov.to_numpy(), sparse_vcov.to_numpy(), rtol=1e-9)
+
+
+def test_churn_cells_match_a_plain_groupby(prepared):
+    """The cells equal the plain pandas aggregation of the episodes (with a plan)."""
+    from analysis.decision import tradeoff_models as M
+
+    episodes = prepared.derived["survival_episodes"].copy()
+    episodes.loc[episodes.index[::9], "w_process"] = np.nan  # rows without a plan
+    x0 = 2.0
+    data = episodes.dropna(subset=list(config.WEIGHTS))
+    data = data.assign(band=(data["start"] // M.BAND_DAYS).astype(int),
+                       days=(data["stop"] - data["start"]).astype(float))
+    want = (data.groupby(["team_id", "band", "quarter", *config.TERMS], as_index=False)
+            .agg(events=("event", "sum"), days=("days", "sum")))
+    got = M.churn_cells(episodes, x0)
+    assert len(got) <= len(want)  # strata/quarters without events are dropped after
+    want[list(config.TERMS)] = want[list(config.TERMS)] / config.EFFECT_PER
+    merged = got.merge(want, on=["team_id", "band", "quarter", *config.TERMS],
+                       suffixes=("", "_want"))
+    assert len(merged) == len(got)
+    np.testing.assert_array_equal(merged["events"], merged["events_want"])
+    np.testing.assert_array_equal(merged["days"], merged["days_want"])
