@@ -168,7 +168,7 @@ def _mean_std(values: np.ndarray, std: bool = True) -> tuple[float, float]:
 
 def _segment_diffs(b_rep, b_segment, r_rep, r_segment, n_reps: int, n_segments: int
                    ) -> np.ndarray:
-    """Per rep, max over its owned customers' segments of |p_resp − p_all| / sqrt(p_all(1 − p_all))."""
+    """Per rep, the largest |p_resp − p_all| / sqrt(p_all·(1 − p_all)) over its segments."""
     def shares(rep, seg):
         ok = (rep >= 0) & (seg >= 0)
         counts = np.bincount(rep[ok] * n_segments + seg[ok], minlength=n_reps * n_segments
