@@ -180,7 +180,8 @@ def test_failing_notebook_keeps_the_previous_report(fault, previous, sample_dir,
     inputs = tree_digest(sample_dir)
     t0 = time.perf_counter()
     result = _kpisat_here(capsys, *_run_args(sample_dir, out, notebooks, *options))
-    assert time.perf_counter() - t0 < 45, "a fault must end the run promptly"
+    # a hang guard, not a timing test: a stuck run would wait for the 600 s cell timeout
+    assert time.perf_counter() - t0 < 120, "a fault must end the run promptly"
 
     assert result.returncode == 1, result.stderr
     line = _one_line(result.stderr, "kpisat: error:")
