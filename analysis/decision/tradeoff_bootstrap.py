@@ -24,7 +24,8 @@ import statsmodels.api as sm
 
 from analysis.config import SEED
 from analysis.decision.tradeoff_inputs import ObjectiveInputs, customer_value
-from analysis.decision.tradeoff_models import LINEAR_Y, DoseFit, delta, fit_terms
+from analysis.decision.tradeoff_models import (FIXED_EFFECTS, LINEAR_Y, DoseFit, PoissonRefits,
+                                               delta, fit_terms)
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +68,26 @@ def linear_fwl(data: pd.DataFrame, outcome: str, rhs: list[str],
 def _resample(frame: pd.DataFrame, rows: dict[Any, np.ndarray], teams: np.ndarray,
               draw: np.ndarray, relabel: tuple[str, ...]) -> pd.DataFrame:
     """The rows of the drawn teams; copy k of a team gets fixed-effect labels "+k"."""
-    picked = [rows[teams[i]] for i in draw if teams[i] in rows]
-    index = np.concatenate(picked)
-    copy = np.repeat(np.arange(len(picked)), [len(r) for r in picked])
+    index, relabelled = _relabelled(frame, rows, teams, draw, relabel)
     out = frame.iloc[index].reset_index(drop=True)
-    for c in relabel:
-        codes = pd.factorize(frame[c])[0][index]
-        out[c] = codes.astype(np.int64) * len(draw) + copy
+    for c, values in relabelled.items():
+        out[c] = values
     return out
 
 
-def _draw(slim, where, team_codes, teams, draw, fits, outcomes) -> dict[str, pd.Series]:
+def _relabelled(frame: pd.DataFrame, rows: dict[Any, np.ndarray], teams: np.ndarray,
+                draw: np.ndarray, relabel: tuple[str, ...]
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """:func:`_resample`'s row positions and relabelled columns, without the frame."""
+    picked = [rows[teams[i]] for i in draw if teams[i] in rows]
+    index = np.concatenate(picked)
+    copy = np.repeat(np.arange(len(picked)), [len(r) for r in picked])
+    return index, {c: pd.factorize(frame[c])[0][index].astype(np.int64) * len(draw) + copy
+                   for c in relabel}
+
+
+def _draw(slim, where, team_codes, teams, draw, fits, outcomes, poisson
+          ) -> dict[str, pd.Series]:
     """One bootstrap draw's coefficients of every model (raises when a refit fails)."""
     fitted = {}
     for o in outcomes:
@@ -85,6 +95,9 @@ def _draw(slim, where, team_codes, teams, draw, fits, outcomes) -> dict[str, pd.
         if o in LINEAR_Y:  # frequency weights = how often each team was drawn
             counts = np.bincount(draw, minlength=len(teams))[team_codes[o]]
             fitted[o] = linear_fwl(slim[o], o, rhs, counts.astype(float))
+        elif o in poisson:
+            index, fe = _relabelled(slim[o], where[o], teams, draw, _RELABEL[o])
+            fitted[o] = poisson[o].fit(index, fe, rhs)
         else:
             fitted[o] = fit_terms(o, _resample(slim[o], where[o], teams, draw, _RELABEL[o]),
                                   rhs, fast=True)[0]
@@ -113,12 +126,16 @@ def bootstrap_params(data: dict[str, pd.DataFrame], fits: dict[str, DoseFit], *,
     team_codes = {o: np.searchsorted(teams, slim[o]["team_id"].to_numpy()) for o in outcomes}
     where = {o: {k: np.asarray(v) for k, v in slim[o].groupby("team_id", sort=False).indices
                  .items()} for o in outcomes}
+    # fepois models refit from model matrices built once (relabelled FE ids never missing)
+    poisson = {o: PoissonRefits(o, slim[o]) for o in outcomes
+               if o in FIXED_EFFECTS and o not in LINEAR_Y
+               and slim[o][list(_RELABEL[o])].notna().all().all()}
     rows: dict[str, list] = {o: [] for o in outcomes}
     failed = 0
     for _ in range(reps):
         draw = rng.integers(0, len(teams), len(teams))
         try:
-            fitted = _draw(slim, where, team_codes, teams, draw, fits, outcomes)
+            fitted = _draw(slim, where, team_codes, teams, draw, fits, outcomes, poisson)
         except Exception as exc:  # a degenerate resample: drop the draw, say so
             failed += 1
             log.debug("bootstrap draw failed: %s", exc)

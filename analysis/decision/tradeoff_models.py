@@ -25,6 +25,7 @@ satisfaction weight, is kept as a non-estimable :class:`DoseFit` with the reason
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -236,6 +237,91 @@ def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = 
         if offset is not None:
             return pf.fepois(formula, data=data, offset=offset, **opts)
         return pf.feols(formula, data=data, weights=weights, **opts)
+
+
+class PoissonRefits:
+    """fepois refits of one outcome on row selections of ``data`` (bootstrap draws).
+
+    Most of a small refit is pyfixest parsing the formula and building the model
+    matrices (formulaic). Here pyfixest builds them once for the whole frame
+    (``create_model_matrix``) and a selection takes its rows, its fixed-effect ids
+    encoded as pyfixest encodes them (``pd.factorize`` of the selected column) and
+    pyfixest's singleton removal; pyfixest's own ``Fepois`` IWLS then fits them, set
+    up as ``fepois`` set up the whole-frame fit. The same rows, codes and estimator
+    as ``fit_terms(outcome, selected_rows, rhs, fast=True)``, whose checks it repeats.
+    Fixed-effect columns the selection relabels must have no missing values.
+    """
+
+    _FE_PREFIX = "__fixed_effect__("
+
+    def __init__(self, outcome: str, data: pd.DataFrame):
+        self.outcome, self.data = outcome, data.reset_index(drop=True)
+        self._models: dict[tuple[str, ...], tuple[Any, Any, np.ndarray, list[str]]] = {}
+
+    def _model(self, rhs: list[str]):
+        """Whole-frame model matrices, row positions in them (-1: dropped), FE order, and
+        a fitted ``Fepois`` whose setup each refit copies."""
+        key = tuple(rhs)
+        if key not in self._models:
+            from pyfixest.estimation.formula.model_matrix import create_model_matrix
+
+            y, offset, _ = PYFIXEST_COLUMNS[self.outcome]
+            template = _pyfixest(self.outcome, self.data, rhs, fast=True)
+            columns = dict.fromkeys([y, *rhs, offset, *FIXED_EFFECTS[self.outcome]])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mm = create_model_matrix(formula=template.FixestFormula,
+                                         data=self.data[list(columns)].copy(), offset=offset)
+            position = np.full(len(self.data), -1)
+            position[mm.dependent.index.to_numpy()] = np.arange(len(mm.dependent))
+            order = [c[len(self._FE_PREFIX):-1] for c in mm.fixed_effects.columns]
+            self._models[key] = (template, mm, position, order)
+        return self._models[key]
+
+    def fit(self, rows: np.ndarray, fe_values: dict[str, np.ndarray], rhs: list[str]
+            ) -> pd.Series:
+        """Coefficients of the identified terms of ``rhs`` fitted on ``data.iloc[rows]``.
+
+        ``fe_values`` replaces fixed-effect columns by the selection's values (one per
+        selected row; e.g. copy k of a team drawn twice gets its own ids).
+        """
+        from pyfixest.core.detect_singletons import detect_singletons
+
+        fixed = FIXED_EFFECTS[self.outcome]
+        codes = {f: pd.factorize(fe_values[f] if f in fe_values
+                                 else self.data[f].to_numpy()[rows])[0] for f in fixed}
+        distinct = np.unique(rows)
+        rhs = [t for t in rhs if pd.Series(self.data[t].to_numpy()[distinct]).nunique() > 1]
+        n_fe = sum(int(c.max(initial=-1)) + 1 for c in codes.values()) - 1
+        if not rhs or len(rows) <= n_fe + len(rhs):
+            raise ValueError(f"{len(rows)} rows for {n_fe} fixed effects and {len(rhs)} terms")
+        template, mm, position, order = self._model(rhs)
+        pos = position[rows]
+        keep = (pos >= 0) & np.all([codes[f] >= 0 for f in fixed], axis=0)
+        fe = pd.DataFrame({c: codes[f][keep].astype("int32")
+                           for c, f in zip(mm.fixed_effects.columns, order)})
+        single = detect_singletons(fe.to_numpy())
+        if single.any():
+            fe = fe.loc[~single].reset_index(drop=True)
+        take = pos[keep][~single]
+        fit = copy.copy(template)
+        fit._Y = mm.dependent.iloc[take].reset_index(drop=True)
+        if np.any(fit._Y < 0):
+            raise ValueError("The dependent variable must be a weakly positive number.")
+        fit._X = mm.independent.iloc[take].reset_index(drop=True)
+        fit._offset_df = mm.offset.iloc[take].reset_index(drop=True)
+        fit._fe = fe
+        fit._N = fit._N_rows = len(take)
+        fit._weights = np.ones((len(take), 1))
+        fit._coefnames = fit._X.columns.tolist()
+        fit._preconditioner = None
+        fit.convergence = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit.get_fit()
+        names = [str(n) for n in fit._coefnames]
+        return pd.Series(np.asarray(fit._beta_hat, float), index=names)[
+            [t for t in rhs if t in names]]
 
 
 def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
