@@ -28,6 +28,7 @@ the last digit (tested against ``Feols.wildboottest``).
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from contextlib import contextmanager
@@ -156,7 +157,8 @@ class WildTest:
                  seed: int = SEED):
         self.terms, self.cluster, self.reps, self.seed = list(terms), cluster, reps, seed
         self.calls = 0
-        self._design = None
+        self._design, self._base = None, None
+        self._fe_absorbed = weights is None
         # the bootstrap (numba) needs numeric cluster labels
         base = data.reset_index(drop=True).assign(
             **{cluster: pd.factorize(data[cluster])[0].astype(np.int64)})
@@ -184,13 +186,49 @@ class WildTest:
             return pf.feols("_y ~ " + self.rhs, data=frame, vcov={"CRV1": self.cluster})
 
     def design(self):
-        """(Y, X, column names, cluster array) as pyfixest's ``wildboottest`` builds them."""
+        """(Y, X, column names, cluster array) as pyfixest's ``wildboottest`` builds them.
+
+        The weighted route's model has no fixed effects and no intercept, so
+        pyfixest's design is the frame's columns as they are (its one-hot step only
+        divides by √1): they are taken directly instead of through a ~200-column
+        formula. The fixed-effect route takes pyfixest's own one-hot design.
+        """
         if self._design is None:
-            fit = self.fit()
-            y, x, names = fit._model_matrix_one_hot()
+            if self._fe_absorbed:
+                fit = self.fit()
+                y, x, names = fit._model_matrix_one_hot()
+                clusters = fit._data[self.cluster].to_numpy().flatten()
+            else:
+                names = [c for c in self.frame.columns if c != self.cluster]
+                x = self.frame[names].to_numpy(float)
+                y, clusters = self.y, self.frame[self.cluster].to_numpy()
             self._design = (np.asarray(y, float).ravel(), np.asarray(x, float), list(names),
-                            fit._data[self.cluster].to_numpy().flatten())
+                            clusters)
         return self._design
+
+    def _bootstrap(self, y: np.ndarray | None, r: np.ndarray):
+        """A ``WildboottestCL`` of outcome ``y`` (None: the model's own) testing ``r``.
+
+        Its ``__init__`` splits X and Y by cluster and inverts X'X (most of a call's
+        cost); of the test only ``RtXXinv`` depends on R, and only ``get_weights``
+        uses the seeded generator. So for the model's own outcome one instance is
+        built and each test gets a shallow copy with R, ``RtXXinv`` and a freshly
+        seeded generator — the state ``__init__`` would give it (the later steps set
+        new attributes and change no shared array).
+        """
+        from wildboottest.wildboottest import WildboottestCL
+
+        _, x, _, clusters = self.design()
+        if y is not None:
+            return WildboottestCL(X=x, Y=y, cluster=clusters, R=r, B=self.reps,
+                                  seed=self.seed, parallel=False)
+        if self._base is None:
+            self._base = WildboottestCL(X=x, Y=self.design()[0], cluster=clusters, R=r,
+                                        B=self.reps, seed=self.seed, parallel=False)
+        boot = copy.copy(self._base)
+        boot.R, boot.RtXXinv = r, np.matmul(r, boot.tXXinv)
+        boot.rng = np.random.default_rng(seed=self.seed)
+        return boot
 
     def p_value(self, term: str, b0: float = 0.0) -> float:
         """Bootstrap p-value of H0: β_term = b0 (two-tailed, WCR-11, Webb weights).
@@ -199,8 +237,6 @@ class WildTest:
         weights_type="webb")`` (impose_null, bootstrap_type "11", k_adj, G_adj),
         on the outcome y − b0·x with the design built once.
         """
-        from wildboottest.wildboottest import WildboottestCL
-
         y, x, names, clusters = self.design()
         j = names.index(term)
         r = np.zeros(len(names))
@@ -208,8 +244,7 @@ class WildTest:
         self.calls += 1
         with warnings.catch_warnings(), _compiled_once():
             warnings.simplefilter("ignore")
-            boot = WildboottestCL(X=x, Y=y - b0 * x[:, j] if b0 else y, cluster=clusters, R=r,
-                                  B=self.reps, seed=self.seed, parallel=False)
+            boot = self._bootstrap(y - b0 * x[:, j] if b0 else None, r)
             boot.get_scores(bootstrap_type="11", impose_null=True, adj=True, cluster_adj=True)
             boot.get_weights(weights_type=WILD_WEIGHTS)
             boot.get_numer()
