@@ -192,3 +192,43 @@ def test_churn_cells_match_a_plain_groupby(prepared):
     assert len(merged) == len(got)
     np.testing.assert_array_equal(merged["events"], merged["events_want"])
     np.testing.assert_array_equal(merged["days"], merged["days_want"])
+
+
+def _outcome_of(fit):
+    """A fit's coefficients, or the type of the error it raised."""
+    try:
+        return fit()
+    except Exception as exc:  # both routes must fail alike
+        return type(exc)
+
+
+@pytest.mark.parametrize("outcome", ["churn", "complaints"])
+def test_poisson_refits_equal_fepois_on_the_resampled_frame(prepared, result, outcome):
+    """A bootstrap draw refitted from the model matrices built once = ``fit_terms`` (pyfixest
+    ``fepois``) on the resampled frame, bit for bit, or failing alike (one-team draws)."""
+    from analysis.decision import tradeoff_bootstrap as B
+    from analysis.decision import tradeoff_models as M
+
+    data = T.model_data(prepared, result.current["w_satisfaction"] / config.EFFECT_PER)
+    frame = data[outcome][["team_id", *B._MODEL_COLUMNS[outcome], *config.TERMS]
+                          ].reset_index(drop=True)
+    rhs = list(config.TERMS)
+    refits = M.PoissonRefits(outcome, frame)
+    where = {k: np.asarray(v) for k, v in frame.groupby("team_id", sort=False).indices.items()}
+    teams = np.array(sorted(where))
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(teams), len(teams)) for _ in range(3)]
+    assert all(len(np.unique(d)) < len(d) for d in draws)  # some team drawn twice
+    fitted = 0
+    for draw in [*draws, np.zeros(1, dtype=int), np.array([1, 1])]:
+        rows, fe = B._relabelled(frame, where, teams, draw, B._RELABEL[outcome])
+        frame_draw = B._resample(frame, where, teams, draw, B._RELABEL[outcome])
+        expected = _outcome_of(lambda: M.fit_terms(outcome, frame_draw, rhs, fast=True)[0])
+        got = _outcome_of(lambda: refits.fit(rows, fe, rhs))
+        if isinstance(expected, type):
+            assert got is expected
+            continue
+        assert list(got.index) == list(expected.index)
+        np.testing.assert_array_equal(got.to_numpy(), expected.to_numpy())
+        fitted += 1
+    assert fitted >= len(draws)
