@@ -253,11 +253,21 @@ def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: b
         rows at risk only, presorted, started at the Efron maximum found from
         ``start``; no residuals, baseline hazards or standard errors.
     """
-    codes = frame["_stratum"].to_numpy() if stratified else None
-    fit = _lifelines_fit(frame["_start"].to_numpy(float), frame["_stop"].to_numpy(float),
-                         frame["_event"].to_numpy(int), frame[list(names)].to_numpy(float),
-                         codes, list(names), None if start is None else
-                         np.asarray(start, float))
+    return refit_coefficients(frame["_start"].to_numpy(float), frame["_stop"].to_numpy(float),
+                              frame["_event"].to_numpy(int), frame[list(names)].to_numpy(float),
+                              frame["_stratum"].to_numpy() if stratified else None,
+                              list(names), start)
+
+
+def refit_coefficients(start, stop, event, x, codes, names: Sequence[str],
+                       beta0: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """:func:`cox_coefficients` on arrays: ``x`` an (n, p) array or, as in :func:`cox_fit`,
+    a function of the row indices at risk returning their covariates; ``codes`` integer
+    stratum codes or None; ``beta0`` the starting coefficients (None: zero)."""
+    xa = x if callable(x) else np.asarray(x, float)
+    fit = _lifelines_fit(np.asarray(start, float), np.asarray(stop, float),
+                         np.asarray(event).astype(int), xa, codes, list(names),
+                         None if beta0 is None else np.asarray(beta0, float))
     return fit["params"], _converged(fit["warnings"])
 
 

@@ -9,7 +9,7 @@ t(G−1) intervals and p-values, up to ``JACKKNIFE_MAX_CLUSTERS`` teams; with mo
 the Lin–Wei sandwich below (t(G−1) too). The model is stratified by team and the cluster is
 the team, so leaving a team out removes exactly one stratum; each refit is
 lifelines' Newton–Raphson warm-started at the full-sample coefficients
-(:func:`analysis.models.coxph.cox_coefficients`). The Lin–Wei cluster-robust
+(:func:`analysis.models.coxph.refit_coefficients`). The Lin–Wei cluster-robust
 sandwich from per-episode score residuals that respect delayed entry and strata
 (:mod:`analysis.models.cox_residuals`), times G/(G−1), stays available in the
 extras (``vcov_lin_wei``, ``coef_table``) for the analyst notebooks; it
@@ -29,7 +29,7 @@ from scipy import stats
 
 from analysis.config import MIN_CLUSTERS, TERMS, WEIGHTS
 from analysis.models import design
-from analysis.models.coxph import CoxFit, cox_coefficients, cox_fit
+from analysis.models.coxph import CoxFit, _sort_order, cox_fit, refit_coefficients
 from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
                                        cr1_note, cr3_note, failed_note, identified_without,
                                        jackknife, missing_note, use_jackknife)
@@ -214,30 +214,51 @@ def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit
     quarters left without an event are dropped (:func:`_with_events`), the quarter
     indicators are rebuilt, and the terms still varying within the remaining strata
     are kept; lifelines' Newton–Raphson is warm-started at the maximum found from
-    the full-sample coefficients (:func:`analysis.models.coxph.cox_coefficients`).
+    the full-sample coefficients (:func:`analysis.models.coxph.refit_coefficients`).
+
+    The episodes are put once in lifelines' order (stratum, stop, event; ties in row
+    order). A team is one stratum, hence one block of that order, and the rows of a
+    refit keep their relative order: they are that order minus the team's block (and
+    minus quarters left without an event), the arrays ``cox_coefficients`` would
+    build from a frame of the same rows, without pandas selections per refit.
     """
     full = pd.Series(fit.params, index=names)
     teams = data["team_id"].to_numpy()
     strata = design.factor_codes(teams)
     identified = identified_without(x[keep], strata, teams)
-    base = pd.DataFrame({"_start": data["start"].to_numpy(float),
-                         "_stop": data["stop"].to_numpy(float),
-                         "_event": data["event"].to_numpy(int), "_stratum": strata})
-    xs = x[keep].reset_index(drop=True)
-    quarters = data["quarter"].reset_index(drop=True)
-    events = base["_event"]
+    quarters, levels = _quarter_factor(data["quarter"])
+    start, stop = data["start"].to_numpy(float), data["stop"].to_numpy(float)
+    event = data["event"].to_numpy(int)
+    order = _sort_order(stop, event, strata)
+    start, stop, event, strata, quarters = (v[order] for v in (start, stop, event, strata,
+                                                                quarters))
+    xk = {t: x[t].to_numpy(float)[order] for t in keep}
+    bounds = np.r_[0, np.flatnonzero(np.diff(strata)) + 1, len(strata)]
+    code_of = dict(zip(teams[order][bounds[:-1]], range(len(bounds) - 1)))
+    q_events = np.bincount(quarters, weights=event, minlength=len(levels))
 
-    def refit(rows: np.ndarray, team) -> pd.Series:
+    def refit(_rows: np.ndarray, team) -> pd.Series:
         terms = identified[team]
-        kept = np.flatnonzero(rows)  # ... in quarters that still have an event (_with_events)
-        ev = events[kept].groupby(quarters[kept].to_numpy()).transform("sum").to_numpy()
-        rows = np.zeros(len(rows), bool)
-        rows[kept[ev > 0]] = True
-        qd = _quarter_dummies(quarters[rows])
-        frame = pd.concat([xs.loc[rows, terms], qd, base.loc[rows]], axis=1)
-        sub_names = terms + list(qd.columns)
-        params, converged = cox_coefficients(frame, sub_names,
-                                             start=full.reindex(sub_names).fillna(0.0).to_numpy())
+        a, b = bounds[code_of[team]], bounds[code_of[team] + 1]
+        has = q_events - np.bincount(quarters[a:b], weights=event[a:b],
+                                     minlength=len(levels)) > 0
+        rows = np.r_[np.arange(a), np.arange(b, len(strata))]
+        if not has.all():  # quarters left without an event (_with_events)
+            rows = rows[has[quarters[rows]]]
+        present = np.flatnonzero(np.bincount(quarters[rows], minlength=len(levels)))
+        sub_names = terms + _quarter_names(levels[present])
+        q = np.full(len(levels), -1)
+        q[present] = np.arange(len(present))
+
+        def columns(at: np.ndarray) -> np.ndarray:
+            r = rows[at]
+            cols = np.column_stack([xk[t][r] for t in terms]) if terms else \
+                np.empty((len(r), 0))
+            return _design(cols, q[quarters[r]], len(present))
+
+        params, converged = refit_coefficients(
+            start[rows], stop[rows], event[rows], columns, strata[rows], sub_names,
+            full.reindex(sub_names).fillna(0.0).to_numpy())
         if not (converged and np.all(np.isfinite(params))):
             raise ConvergenceError("Newton-Raphson did not converge")
         return pd.Series(params[:len(terms)], index=terms)
