@@ -308,15 +308,16 @@ def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> J
 
 
 def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:
-    test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
-                    reps=reps, seed=SEED)
     out = {}
-    for t in keep:
-        try:
-            out[t] = wild_cluster_ci(test, t)
-        except np.linalg.LinAlgError as exc:  # singular X'X in the bootstrap
-            log.warning("%s: wild bootstrap failed (%s)", t, exc)
-            out[t] = None
+    with single_threaded_blas():
+        test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
+                        reps=reps, seed=SEED)
+        for t in keep:
+            try:
+                out[t] = wild_cluster_ci(test, t)
+            except np.linalg.LinAlgError as exc:  # singular X'X in the bootstrap
+                log.warning("%s: wild bootstrap failed (%s)", t, exc)
+                out[t] = None
     return out
 
 
@@ -338,16 +339,18 @@ def wild_p_values(used: pd.DataFrame, keep: list[str], wcol: str | None,
         ``term``, ``p_value_wild`` (NaN where the bootstrap's design is singular),
         ``reps``; the analytic p-values are in the model's effects.
     """
-    test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
-                    reps=reps, seed=SEED)
     rows = []
-    for t in keep:
-        try:
-            p = test.p_value(t)
-        except np.linalg.LinAlgError as exc:
-            log.warning("%s: wild bootstrap p-value failed (%s)", t, exc)
-            p = np.nan
-        rows.append({"term": t, "p_value_wild": p, "reps": reps})
+    # small dense systems (X'X of ~200 columns): a second BLAS thread only spin-waits
+    with single_threaded_blas():
+        test = WildTest(used, "y", keep, ["rep_id", "quarter"], "team_id", weights=wcol,
+                        reps=reps, seed=SEED)
+        for t in keep:
+            try:
+                p = test.p_value(t)
+            except np.linalg.LinAlgError as exc:
+                log.warning("%s: wild bootstrap p-value failed (%s)", t, exc)
+                p = np.nan
+            rows.append({"term": t, "p_value_wild": p, "reps": reps})
     return pd.DataFrame(rows, columns=["term", "p_value_wild", "reps"])
 
 
