@@ -256,7 +256,7 @@ class PoissonRefits:
 
     def __init__(self, outcome: str, data: pd.DataFrame):
         self.outcome, self.data = outcome, data.reset_index(drop=True)
-        self._models: dict[tuple[str, ...], tuple[Any, Any, np.ndarray, list[str]]] = {}
+        self._models: dict[tuple[str, ...], tuple[Any, dict, np.ndarray, dict[str, str]]] = {}
 
     def _model(self, rhs: list[str]):
         """Whole-frame model matrices, row positions in them (-1: dropped), FE order, and
@@ -274,8 +274,10 @@ class PoissonRefits:
                                          data=self.data[list(columns)].copy(), offset=offset)
             position = np.full(len(self.data), -1)
             position[mm.dependent.index.to_numpy()] = np.arange(len(mm.dependent))
-            order = [c[len(self._FE_PREFIX):-1] for c in mm.fixed_effects.columns]
-            self._models[key] = (template, mm, position, order)
+            fe = {c: c[len(self._FE_PREFIX):-1] for c in mm.fixed_effects.columns}
+            frames = {"_Y": mm.dependent, "_X": mm.independent, "_offset_df": mm.offset}
+            self._models[key] = (template, {k: (v.to_numpy(), v.columns) for k, v in
+                                            frames.items()}, position, fe)
         return self._models[key]
 
     def fit(self, rows: np.ndarray, fe_values: dict[str, np.ndarray], rhs: list[str]
@@ -291,25 +293,23 @@ class PoissonRefits:
         codes = {f: pd.factorize(fe_values[f] if f in fe_values
                                  else self.data[f].to_numpy()[rows])[0] for f in fixed}
         distinct = np.unique(rows)
-        rhs = [t for t in rhs if pd.Series(self.data[t].to_numpy()[distinct]).nunique() > 1]
+        rhs = [t for t in rhs if _varies(self.data[t].to_numpy()[distinct])]
         n_fe = sum(int(c.max(initial=-1)) + 1 for c in codes.values()) - 1
         if not rhs or len(rows) <= n_fe + len(rhs):
             raise ValueError(f"{len(rows)} rows for {n_fe} fixed effects and {len(rhs)} terms")
-        template, mm, position, order = self._model(rhs)
+        template, frames, position, fe_columns = self._model(rhs)
         pos = position[rows]
         keep = (pos >= 0) & np.all([codes[f] >= 0 for f in fixed], axis=0)
-        fe = pd.DataFrame({c: codes[f][keep].astype("int32")
-                           for c, f in zip(mm.fixed_effects.columns, order)})
+        fe = pd.DataFrame({c: codes[f][keep].astype("int32") for c, f in fe_columns.items()})
         single = detect_singletons(fe.to_numpy())
         if single.any():
             fe = fe.loc[~single].reset_index(drop=True)
         take = pos[keep][~single]
         fit = copy.copy(template)
-        fit._Y = mm.dependent.iloc[take].reset_index(drop=True)
+        for name, (values, columns) in frames.items():  # as pyfixest's model matrix frames
+            setattr(fit, name, pd.DataFrame(values[take], columns=columns))
         if np.any(fit._Y < 0):
             raise ValueError("The dependent variable must be a weakly positive number.")
-        fit._X = mm.independent.iloc[take].reset_index(drop=True)
-        fit._offset_df = mm.offset.iloc[take].reset_index(drop=True)
         fit._fe = fe
         fit._N = fit._N_rows = len(take)
         fit._weights = np.ones((len(take), 1))
@@ -322,6 +322,12 @@ class PoissonRefits:
         names = [str(n) for n in fit._coefnames]
         return pd.Series(np.asarray(fit._beta_hat, float), index=names)[
             [t for t in rhs if t in names]]
+
+
+def _varies(values: np.ndarray) -> bool:
+    """``pd.Series(values).nunique() > 1`` without the hash table."""
+    values = values[~pd.isna(values)]
+    return bool(len(values)) and bool((values != values[0]).any())
 
 
 def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFrame]:
