@@ -95,9 +95,10 @@ def _quarter_names(levels: np.ndarray) -> list[str]:
 
 def _design(x: np.ndarray, codes: np.ndarray, n_levels: int) -> np.ndarray:
     """``x`` with the :func:`_quarter_dummies` of the quarter ``codes`` appended (float64)."""
-    out = np.empty((len(codes), x.shape[1] + max(n_levels - 1, 0)))
+    out = np.zeros((len(codes), x.shape[1] + max(n_levels - 1, 0)))
     out[:, :x.shape[1]] = x
-    out[:, x.shape[1]:] = codes[:, None] == np.arange(1, n_levels)
+    rows = np.flatnonzero(codes >= 1)   # the first quarter is the reference: no column
+    out[rows, x.shape[1] - 1 + codes[rows]] = 1.0
     return out
 
 
@@ -232,13 +233,14 @@ def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit
     order = _sort_order(stop, event, strata)
     start, stop, event, strata, quarters = (v[order] for v in (start, stop, event, strata,
                                                                 quarters))
-    xk = {t: x[t].to_numpy(float)[order] for t in keep}
+    xk = x[keep].to_numpy(float)[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(strata)) + 1, len(strata)]
     code_of = dict(zip(teams[order][bounds[:-1]], range(len(bounds) - 1)))
     q_events = np.bincount(quarters, weights=event, minlength=len(levels))
 
     def refit(_rows: np.ndarray, team) -> pd.Series:
         terms = identified[team]
+        cols = [keep.index(t) for t in terms]
         a, b = bounds[code_of[team]], bounds[code_of[team] + 1]
         has = q_events - np.bincount(quarters[a:b], weights=event[a:b],
                                      minlength=len(levels)) > 0
@@ -252,9 +254,7 @@ def _jackknife(data: pd.DataFrame, x: pd.DataFrame, keep: list[str], fit: CoxFit
 
         def columns(at: np.ndarray) -> np.ndarray:
             r = rows[at]
-            cols = np.column_stack([xk[t][r] for t in terms]) if terms else \
-                np.empty((len(r), 0))
-            return _design(cols, q[quarters[r]], len(present))
+            return _design(xk[np.ix_(r, cols)], q[quarters[r]], len(present))
 
         params, converged = refit_coefficients(
             start[rows], stop[rows], event[rows], columns, strata[rows], sub_names,
