@@ -301,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.ERROR)
     rss_start, _ = rss_mb()
+    a.work.mkdir(parents=True, exist_ok=True)
     result = run_stage(a.stage, a.data.resolve(), a.work.resolve(), profile=a.profile,
                        sample=a.sample)
     result["rss_start_mb"] = round(rss_start, 1)
