@@ -308,7 +308,7 @@ class PoissonRefits:
         fit = copy.copy(template)
         for name, (values, columns) in frames.items():  # as pyfixest's model matrix frames
             setattr(fit, name, pd.DataFrame(values[take], columns=columns))
-        if np.any(fit._Y < 0):
+        if (frames["_Y"][0][take] < 0).any():
             raise ValueError("The dependent variable must be a weakly positive number.")
         fit._fe = fe
         fit._N = fit._N_rows = len(take)
@@ -319,9 +319,9 @@ class PoissonRefits:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit.get_fit()
-        names = [str(n) for n in fit._coefnames]
-        return pd.Series(np.asarray(fit._beta_hat, float), index=names)[
-            [t for t in rhs if t in names]]
+        beta = dict(zip((str(n) for n in fit._coefnames), np.asarray(fit._beta_hat, float)))
+        kept = [t for t in rhs if t in beta]
+        return pd.Series([beta[t] for t in kept], index=kept, dtype=float)
 
 
 def _varies(values: np.ndarray) -> bool:
