@@ -88,6 +88,18 @@ def _fml(keep: list[str]) -> str:
     return "y ~ " + " + ".join(keep) + " | rep_id + quarter"
 
 
+def _coded(used: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` of ``used`` with rep, quarter and team as integer codes, for the refits.
+
+    pyfixest evaluates its formula once per leave-one-team-out refit, and integer
+    labels cost it less than strings. The numbers are the same: it factorizes fixed
+    effects by first appearance, and the codes keep the teams' sorted order (CRV3
+    sums over teams in that order).
+    """
+    return used[columns].assign(**{c: pd.factorize(used[c], sort=True)[0]
+                                   for c in ("rep_id", "quarter", "team_id")})
+
+
 def _used(fit, work: pd.DataFrame) -> pd.DataFrame:
     na = sorted(getattr(fit, "_na_index", ()) or ())
     return work.drop(index=na) if na else work
@@ -264,10 +276,12 @@ def _jackknife(fit, used: pd.DataFrame, keep: list[str], refit) -> Jackknife:
 
 
 def _poisson_refit(used: pd.DataFrame):
+    coded = _coded(used, ["y", *TERMS, "rep_id", "quarter", "team_id", "log_exposure"])
+
     def refit(rows: np.ndarray, terms: list[str]) -> pd.Series:
         # the model's own procedure on the remaining teams: drop reps/quarters left
         # without complaints, same formula, offset and library
-        sub, _ = _drop_zero_groups(used.loc[rows])
+        sub, _ = _drop_zero_groups(coded.loc[rows])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = pf.fepois(_fml(terms), data=sub, offset="log_exposure", vcov="iid")
@@ -294,7 +308,9 @@ def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> J
     try:
         with warnings.catch_warnings(), single_threaded_blas():
             warnings.simplefilter("ignore")
-            cr3 = pf.feols(_fml(keep), data=used, weights=wcol, vcov={"CRV3": "team_id"},
+            data = _coded(used, ["y", *keep, "rep_id", "quarter", "team_id",
+                                 *([wcol] if wcol else [])])
+            cr3 = pf.feols(_fml(keep), data=data, weights=wcol, vcov={"CRV3": "team_id"},
                            ssc=pf.ssc(k_adj=False, G_adj=False))
     except FIT_ERRORS as exc:
         raise RefitFailed("(one of them, in pyfixest's CRV3)", exc) from exc
