@@ -35,7 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyfixest import feglm  # eager: pyfixest imports its estimation modules lazily (~3 s)
+from pyfixest.estimation.FixestMulti_ import _ALL_SAMPLE, FixestMulti
+from pyfixest.estimation.internals.demeaner_options import _resolve_demeaner
+from pyfixest.estimation.models.felogit_ import Felogit
+from pyfixest.utils.utils import ssc as ssc_func
 from pyfixest.core.demean import demean
 from pyfixest.errors import NonConvergenceError
 from scipy.sparse import coo_matrix
@@ -259,17 +262,7 @@ def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLog
     xa = np.column_stack([x.to_numpy(float), ctrl.to_numpy(float)]) if names else \
         np.empty((len(data), 0))
     fe = np.column_stack([design.factor_codes(data[f]) for f in FE]).astype(np.uint64)
-    frame = pd.DataFrame(xa, columns=[f"v{k}" for k in range(len(names))])
-    frame["y"] = data["renewed"].to_numpy(float)
-    frame["fe0"], frame["fe1"] = fe[:, 0].astype(np.int64), fe[:, 1].astype(np.int64)
-    fml = "y ~ " + " + ".join(frame.columns[:len(names)]) + " | fe0 + fe1"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        m = feglm(fml, frame, family="logit", vcov="iid", fixef_rm="none",
-                  separation_check=[], iwls_tol=IRLS_TOL, iwls_maxiter=100,
-                  fixef_tol=FIXEF_TOL, fixef_maxiter=100_000, copy_data=False,
-                  store_data=False)
-    del frame
+    m = _feglm_logit(xa, data["renewed"].to_numpy(float), fe)
     kept = [int(c[1:]) for c in m._coefnames]  # feglm drops collinear slopes
     params = np.asarray(m._beta_hat, float).ravel()
     p = np.asarray(m._Y_hat_response, float).ravel()
@@ -293,6 +286,79 @@ def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLog
                          information=(xt.T * w) @ xt, fe=fe, llf=llf,
                          df_resid=float(len(y) - rank), aic=float(-2 * llf + 2 * rank),
                          converged=bool(np.all(np.isfinite(params))))
+
+
+def _feglm_logit(xa: np.ndarray, y: np.ndarray, fe: np.ndarray):
+    """pyfixest's ``feglm(y ~ v0 + ... | fe0 + fe1, family="logit")``, fitted from arrays.
+
+    ``feglm`` builds its model matrix with formulaic (most of a refit's cost on the
+    sample); the matrix of numeric columns and two fixed effects is known here: the
+    columns as given, the fixed effects factorised in order of appearance as int32
+    (pyfixest's ``_factorize``), in a fixed order (:class:`_ArrayLogit`). The formula is parsed and the model object built
+    with the arguments ``feglm`` passes; then the same ``get_fit`` (IRLS) runs. Its
+    inference (``vcov``, ``get_inference``) is not computed: only the coefficients,
+    their names and the fitted probabilities are used (identical to ``feglm``'s,
+    tested).
+    """
+    names = [f"v{k}" for k in range(xa.shape[1])]
+    fml = "y ~ " + " + ".join(names) + " | fe0 + fe1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fixest = FixestMulti(data=pd.DataFrame(columns=["y", *names, "fe0", "fe1"]),
+                             copy_data=False, store_data=False, lean=False,
+                             weights_type="aweights", use_compression=False, reps=None,
+                             seed=None, split=None, fsplit=None, context={})
+        fixest._prepare_estimation(estimation="feglm-logit", fml=fml, vcov="iid",
+                                   vcov_kwargs=None, weights=None, ssc=ssc_func(),
+                                   fixef_rm="none", drop_intercept=False)
+        (formula,), = fixest.FixestFormulaDict.values()
+        m = _ArrayLogit(
+            FixestFormula=formula, data=fixest._data, ssc_dict=fixest._ssc_dict,
+            drop_singletons=fixest._drop_singletons, drop_intercept=fixest._drop_intercept,
+            weights=None, weights_type="aweights", solver="scipy.linalg.solve",
+            collin_tol=1e-09, store_data=False, copy_data=False, lean=False,
+            context=fixest._context, sample_split_value=_ALL_SAMPLE,
+            sample_split_var=None, lookup_demeaned_data={},
+            demeaner=_resolve_demeaner(demeaner=None, fixef_tol=FIXEF_TOL,
+                                       fixef_maxiter=100_000),
+            separation_check=[], tol=IRLS_TOL, maxiter=100, accelerate=True)
+        m.arrays = (y, xa, fe, names)
+        m.prepare_model_matrix()
+        m._check_dependent_variable()
+        m.get_fit()
+    return m
+
+
+class _ArrayLogit(Felogit):
+    """pyfixest's logit whose model matrix is given as arrays (``arrays``: y, X, fe, names)."""
+
+    arrays = None
+
+    def prepare_model_matrix(self):
+        """What ``Feols.prepare_model_matrix`` sets from formulaic's matrices, from arrays."""
+        y, xa, fe, names = self.arrays
+        self.arrays = None
+        self._Y = pd.DataFrame({"y": y})
+        self._Y_untransformed = self._Y.copy()
+        self._X = pd.DataFrame(xa, columns=names)
+        # feglm's column order of the fixed effects comes from formulaic's set of
+        # terms, so it follows the string hash seed (the demeaning sweeps them in
+        # that order: last digits move). Fixed here, quarter then team: feglm's order
+        # under PYTHONHASHSEED=0, the seed the pinned results were produced with.
+        self._fe = pd.DataFrame({f"fe{k}": pd.factorize(fe[:, k].astype(np.int64))[0]
+                                 .astype("int32") for k in reversed(range(fe.shape[1]))})
+        self._endogvar = self._Z = self._weights_df = self._offset_df = None
+        self._na_index = frozenset()
+        self._icovars, self._model_spec, self._coefnames_z = None, None, None
+        self._X_is_empty = not len(y) > 0
+        self._coefnames = list(names)
+        self._depvar = "y"
+        self._has_fixef = True
+        self._fixef = self.FixestFormula.fixed_effects
+        self._k_fe = self._fe.nunique(axis=0)
+        self._n_fe = len(self._k_fe)
+        self._weights = self._set_weights()
+        self._N, self._N_rows = self._set_nobs()
 
 
 def _demean(a: np.ndarray, fe: np.ndarray, w: np.ndarray) -> np.ndarray:
