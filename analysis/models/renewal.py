@@ -252,7 +252,7 @@ class AbsorbedLogit:
 
 
 def _fit(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame) -> AbsorbedLogit:
-    """``renewed ~ x + ctrl | team_id + end_quarter`` by pyfixest's feglm (logit).
+    """``renewed ~ x + ctrl | team_id + end_quarter`` by pyfixest's logit (:func:`_feglm_logit`).
 
     ``data`` has been through :func:`drop_uninformative`: no team or quarter is left
     whose contracts all lapsed, the only groups feglm's "fe" separation check drops,
