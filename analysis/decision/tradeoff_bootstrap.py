@@ -4,7 +4,8 @@ Up to ``JACKKNIFE_MAX_CLUSTERS`` teams, a team cluster bootstrap
 (:func:`bootstrap_params`): a draw resamples teams with replacement
 (``numpy.random.default_rng(seed)``) and refits the selected form of each model the
 objective needs. Linear models are refitted by Frisch–Waugh–Lovell with frequency
-weights (:func:`linear_fwl`), Poisson ones with pyfixest on the resampled rows.
+weights (:func:`linear_fwl`), Poisson ones by pyfixest's IWLS on the resampled rows of
+model matrices pyfixest built once (:class:`~.tradeoff_models.PoissonRefits`).
 
 With more teams no model is refitted (:func:`simulate_params`): the draws come from
 the normal distribution of the coefficients with their CRV1 covariance by team
