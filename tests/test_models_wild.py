@@ -19,7 +19,7 @@ from test_models_recovery import make_panel
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
 from analysis.models import fit_linear
 from analysis.models.clustered import (WILD_COMPARE_MAX_CLUSTERS, WILD_COMPARE_REPS,
-                                       _independent)
+                                       WildTest, _independent)
 from analysis.wild_compare import wild_comparison
 
 
@@ -88,3 +88,18 @@ def test_comparison_puts_both_p_values_side_by_side(bookings_24):
 def test_no_side_by_side_outside_its_range(n_teams):
     fit = fit_linear(make_panel(5, n_teams=n_teams, reps=2), "csat", wild_reps=199)
     assert fit.extras["wild_p"] is None
+
+
+def test_weighted_design_is_pyfixests_one_hot_design(panel_24):
+    # the weighted route takes its bootstrap design from the √w-scaled frame instead of
+    # fitting it; it must be exactly what pyfixest's wildboottest would build
+    data = panel_24.loc[panel_24["csat_responses"] > 0]
+    test = WildTest(data, "csat_mean", list(TERMS), ["rep_id", "quarter"], "team_id",
+                    weights="csat_responses", reps=99)
+    y, x, names, clusters = test.design()
+    fit = test.fit()
+    y_pf, x_pf, names_pf = fit._model_matrix_one_hot()
+    assert names == list(names_pf)
+    assert np.array_equal(x, np.asarray(x_pf, float))
+    assert np.array_equal(y, np.asarray(y_pf, float).ravel())
+    assert np.array_equal(clusters, fit._data["team_id"].to_numpy().ravel())

@@ -22,8 +22,9 @@ kernel (``compute_denom``, defined inside ``get_denom``) afresh each time
 design once from one pyfixest fit (``_model_matrix_one_hot``, exactly what
 ``wildboottest`` uses) and makes the same ``WildboottestCL`` calls pyfixest
 makes, on y − b0·x; the kernel — a pure function of its arguments — is compiled
-once per process (:func:`_compiled_once`). The p-value is the library's own to
-the last digit (tested against ``Feols.wildboottest``).
+once per process (:func:`_compiled_once`); the p-values of β = 0 of one model
+share one ``WildboottestCL`` set-up (:meth:`WildTest._bootstrap`). The p-value is
+the library's own to the last digit (tested against ``Feols.wildboottest``).
 """
 
 from __future__ import annotations
