@@ -368,9 +368,11 @@ class _Terminated(KeyboardInterrupt):
     exit_code = EXIT_TERMINATED
 
 
-#: Ctrl-C / SIGTERM seen during the run. Library code running in the main thread
-#: (e.g. the HTML export) may swallow the KeyboardInterrupt a signal raises; the main
-#: loop raises it again from here (:func:`_raise_if_stopped`) so no stop is lost.
+#: Ctrl-C / SIGTERM seen during the run. The signal handler only records the stop; the
+#: main loop raises it (:func:`_raise_if_stopped`, at least every 0.2 s). Raising inside
+#: the handler would land in whatever the main thread was doing: an import (a
+#: half-imported module), a finalizer (Python prints "Exception ignored" and a
+#: traceback), or library code that swallows it.
 _STOPS: list[KeyboardInterrupt] = []
 
 
@@ -383,9 +385,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        exc = _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        _STOPS.append(exc)
-        raise exc
+        _STOPS.append(_Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
     _STOPS.clear()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -462,6 +462,7 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
     ahead: list[_Job] = []  # kernel started ahead of its notebook's turn (at most one)
 
     def start_ready() -> None:
+        _raise_if_stopped()
         while (pending and not errors and len(running) < jobs
                and _ready(pending[0], plan, finished)):
             job = pending.pop(0)
@@ -494,6 +495,7 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
             export_html(staging / job.nb.name)
             unexported.remove(job)
             _raise_if_stopped()
+        _raise_if_stopped()
     except KeyboardInterrupt as e:
         _discard(ahead)
         stopped = _stop(list(running.values()), reason=e)
