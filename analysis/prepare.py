@@ -17,7 +17,6 @@ prepared (also from a database, and even if the code changes while the run is go
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import hashlib
 import json
@@ -36,6 +35,7 @@ import pandas as pd
 
 from . import config
 from .errors import ParameterError
+from .memory import return_free_memory
 from .quarters import latest_complete_quarter, parse_quarter, quarter_end
 
 log = logging.getLogger(__name__)
@@ -243,16 +243,8 @@ def release(p: Prepared) -> Prepared:
     loaded.source_description = p.source_description
     p.tables, p.derived = {}, {}
     gc.collect()
-    _return_free_memory()
+    return_free_memory()
     return loaded
-
-
-def _return_free_memory() -> None:
-    """Hand freed heap pages back to the operating system (glibc's ``malloc_trim``)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        pass
 
 
 def _run_day(given: date | None, stated: date | None) -> date:

@@ -19,7 +19,6 @@ rejected row. Fatal problems (a required table or column missing) raise one
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import warnings
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import pyarrow.compute as pc
 from .config import WEIGHT_SUM_TOL, WEIGHTS
 from .contract import TABLES, Column, Table
 from .errors import ParameterError
+from .memory import return_free_memory
 from .parse import CHECK_DTYPE, DATE_RANGE_REASON, PARSE_REASON, Parsed, parse_column
 from .quarantine import QUARANTINE_COLUMNS, RowVerdicts, ValidatedData, quarantine_rows
 from .sources import RawData, raise_problems, structure_problems
@@ -107,7 +107,7 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
         if len(q):
             log.warning("%s: %d of %d rows quarantined (%s)", name, len(q), len(frame),
                         ", ".join(f"{r}: {n}" for r, n in q["reason"].value_counts().items()))
-        _return_free_memory()
+        return_free_memory()  # a table's scratch memory, before the next table
     quarantine = (pd.concat(quarantined, ignore_index=True) if quarantined
                   else pd.DataFrame(columns=list(QUARANTINE_COLUMNS)))
     by_reason = {n: {str(r): int(c) for r, c in
@@ -120,19 +120,6 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
         rows_quarantined={n: c[2] for n, c in counts.items()},
         by_reason=by_reason, as_of=as_of_ts.date(),
         fingerprint=raw.fingerprint, locations=dict(raw.locations))
-
-
-def _return_free_memory() -> None:
-    """Hand a table's freed scratch memory back to the system before the next table.
-
-    Arrow's pool and glibc's heap keep freed pages; over ten tables they add up to
-    hundreds of MiB of resident memory that nothing uses.
-    """
-    pyarrow.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is reused, not returned
-        pass
 
 
 @dataclass
