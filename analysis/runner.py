@@ -437,7 +437,8 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
     """Execute the notebooks of ``plan`` into ``staging``, up to ``jobs`` at once.
 
     Independent notebooks (:func:`is_independent`) run beside each other, in order of
-    their prefix; any other notebook runs alone, after every notebook before it.
+    their prefix; a notebook naming what it reads (``job.reads``) waits for those; any
+    other notebook runs after every notebook before it (:func:`_ready`).
     When a core is free but the next notebook must wait, its kernel is started ahead
     (at most one). ``after_each()`` runs after each notebook succeeds (merging the
     findings), then the notebooks that have become ready are started, then the
