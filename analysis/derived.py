@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Mapping
 from datetime import date
 from importlib import resources
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .config import WEIGHTS
 from .contract import TABLES
@@ -164,7 +167,7 @@ def analysed_quarters(tables: dict[str, pd.DataFrame], quarter: str) -> list[str
 
     Parameters
     ----------
-    tables : typed tables of the as-of view.
+    tables : typed tables of the as-of view (DataFrames or Parquet files).
     quarter : the analysed quarter, e.g. ``"2025Q4"``.
 
     Returns
@@ -175,6 +178,8 @@ def analysed_quarters(tables: dict[str, pd.DataFrame], quarter: str) -> list[str
     for table, column in (("plan_assignments", "valid_from"), ("deals", "created_date"),
                           ("contracts", "start_date")):
         df = tables.get(table)
+        if isinstance(df, Path):
+            df = pd.read_parquet(df, columns=[column])
         if df is not None and len(df) and df[column].notna().any():
             starts.append(df[column].min())
     first = quarter
@@ -192,9 +197,13 @@ def sql_params(sql: str, as_of: date, first_day: date) -> dict[str, date]:
 
 
 class _Workspace:
-    """An in-memory DuckDB connection holding the inputs and the building blocks."""
+    """An in-memory DuckDB connection holding the inputs and the building blocks.
 
-    def __init__(self, tables: dict[str, pd.DataFrame], quarter: str,
+    An input is a DataFrame or the Path of its Parquet file (DuckDB then reads only the
+    columns it needs, without the table ever being in pandas).
+    """
+
+    def __init__(self, tables: Mapping[str, pd.DataFrame | Path], quarter: str,
                  inputs: tuple[str, ...] = tuple(INPUT_COLUMNS)):
         self.quarter = quarter
         self.as_of: date = quarter_end(quarter)
@@ -216,15 +225,20 @@ class _Workspace:
     def __exit__(self, *exc) -> None:
         self.con.close()
 
-    def _load(self, name: str, df: pd.DataFrame) -> None:
+    def _load(self, name: str, df: pd.DataFrame | Path) -> None:
         """Copy one typed table into DuckDB with the contract's SQL types."""
         columns = [TABLES[name].column(c) for c in INPUT_COLUMNS[name]]
         select = ", ".join(
             f'CAST("{c.name}" AS {_SQL_TYPES[c.kind]}) AS "{c.name}"' for c in columns)
         view = f"input_{name}"
-        missing = [c.name for c in columns if c.name not in df]
+        present = pq.read_schema(df).names if isinstance(df, Path) else df.columns
+        missing = [c.name for c in columns if c.name not in present]
         if missing:
             raise KeyError(f"typed table {name!r} lacks the columns {missing}")
+        if isinstance(df, Path):
+            self.con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT {select} '
+                             f"FROM read_parquet(?)", [str(df)])
+            return
         # the whole frame: DuckDB reads only the selected columns (a pandas column
         # subset would first copy them, a million strings each)
         self.con.register(view, df)
@@ -355,12 +369,14 @@ def renewal_table(tables: dict[str, pd.DataFrame], quarter: str) -> pd.DataFrame
         return ws.query("renewal_table")
 
 
-def build_all(tables: dict[str, pd.DataFrame], quarter: str) -> dict[str, pd.DataFrame]:
+def build_all(tables: Mapping[str, pd.DataFrame | Path], quarter: str
+              ) -> dict[str, pd.DataFrame]:
     """Build every derived table on one connection.
 
     Parameters
     ----------
-    tables : typed tables of the as-of view of ``quarter``'s last day.
+    tables : typed tables of the as-of view of ``quarter``'s last day (DataFrames or
+        the Paths of their Parquet files).
     quarter : the analysed quarter.
 
     Returns
@@ -371,10 +387,22 @@ def build_all(tables: dict[str, pd.DataFrame], quarter: str) -> dict[str, pd.Dat
         tables could not use as intended, such as unattributed complaints),
         ``survey_counts`` and ``survey_respondents`` (:func:`survey_tables`).
     """
+    return dict(build_each(tables, quarter))
+
+
+def build_each(tables: Mapping[str, pd.DataFrame | Path], quarter: str
+               ) -> Iterator[tuple[str, pd.DataFrame]]:
+    """``(name, table)`` of every derived table in :data:`PUBLIC` order, one at a time.
+
+    As :func:`build_all` (one connection), for a caller that stores each table and
+    drops it before the next is built.
+    """
     with _Workspace(tables, quarter) as ws:
-        out = {name: ws.query(name) for name in PUBLIC}
-    _log_diagnostics(out["diagnostics"])
-    return out
+        for name in PUBLIC:
+            table = ws.query(name)
+            if name == "diagnostics":
+                _log_diagnostics(table)
+            yield name, table
 
 
 def survey_tables(tables: dict[str, pd.DataFrame], quarter: str) -> dict[str, pd.DataFrame]:

@@ -26,11 +26,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import config
@@ -216,9 +218,7 @@ def prepare(source: str | None = None, quarter: str | None = None,
     folder = prepared_dir() / key
     prepared = _load(folder) if (folder / "meta.json").exists() else None
     if prepared is None:
-        prepared = _build(raw, label, day, key_bytes)
-        _save_atomic(prepared, folder)
-        prepared.location = folder
+        prepared = _build(raw, label, day, key_bytes, folder)
     else:  # the same data in another folder shares the cache entry, not its name
         prepared.source_description = raw.description
     index_key = _quick_key(spec, label, day, code)
@@ -300,66 +300,101 @@ def _prepare_in_warehouse(wh, quarter: str | None, as_of: date | None, code: str
     return prepared
 
 
-def _build(raw, quarter: str, day: date, key: bytes | None = None) -> Prepared:
-    """Validate, cut to the quarter's last day and derive; empties ``raw.tables`` on the way."""
+def _build(raw, quarter: str, day: date, key: bytes | None = None,
+           folder: Path | None = None) -> Prepared:
+    """Validate, cut to the quarter's last day and derive; empties ``raw.tables`` on the way.
+
+    With ``folder`` the result is written there (atomically) and returned as loaded from
+    it; without, it is built in a temporary folder and returned in memory.
+    """
+    if folder is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            built = _build(raw, quarter, day, key, Path(tmp) / "prepared")
+            built.tables = {n: built.tables[n] for n in built.tables}
+            built.derived = {n: built.derived[n] for n in built.derived}
+            built.location = None
+            return built
+    with _atomic_folder(folder) as tmp:
+        _write_build(raw, quarter, day, key, tmp)
+    prepared = _load(folder)
+    if prepared is None:
+        raise OSError(f"cannot read back the prepared folder {folder}")
+    return prepared
+
+
+def _write_build(raw, quarter: str, day: date, key: bytes | None, out: Path) -> None:
+    """Write what :func:`_build` builds into the empty folder ``out``, one table at a time.
+
+    Peak memory at company scale: each table is validated, cut to the quarter's last
+    day and written before the next is parsed, its text as read dropped as soon as it
+    is checked; DuckDB then reads the written tables' Parquet files for the derived
+    tables, each of which is written and dropped before the next is built.
+    """
     from .asof import as_of_view
-    from .derived import build_all
+    from .derived import build_each
     from .validate import validate
 
-    validated = validate(raw, day)
-    if key is not None:
-        from .privacy import pseudonymise_quarantine, pseudonymise_tables
-
-        validated.tables = pseudonymise_tables(validated.tables, key)
-        validated.quarantine = pseudonymise_quarantine(validated.quarantine, key)
     last_day = quarter_end(quarter)
-    quarantine = visible_quarantine(raw, validated.quarantine, last_day)
-    description, fingerprint = raw.description, raw.fingerprint
-    # Peak memory at company scale: drop the text as read and the typed tables as soon
-    # as their successors exist (the view holds private copies), before the derived
-    # tables are built.
-    raw.tables.clear()
-    view = as_of_view(validated.tables, last_day)
-    validated.tables.clear()
-    derived = build_all(view, quarter)
-    return Prepared(tables=view, derived=dict(derived),
-                    validated=Validation(quarantine, quality_on(view, quarantine, validated)),
-                    quarter=quarter, as_of=day.isoformat(), fingerprint=fingerprint,
-                    source_description=description)
+    (out / "tables").mkdir(parents=True)
+    (out / "derived").mkdir()
+    files: dict[str, Path] = {}
+    used: dict[str, int] = {}
+    visible: list[np.ndarray] = []
+
+    def keep(name: str, clean: pd.DataFrame, frame: pd.DataFrame, q: pd.DataFrame) -> None:
+        visible.append(_visible_rows(name, frame, q, last_day))
+        raw.tables.pop(name, None)
+        if key is not None:
+            from .privacy import pseudonymise_tables
+
+            clean = pseudonymise_tables({name: clean}, key)[name]
+        view = as_of_view({name: clean}, last_day)[name]
+        del clean
+        files[name] = out / "tables" / f"{name}.parquet"
+        view.to_parquet(files[name], index=False)
+        used[name] = len(view)
+
+    validated = validate(raw, day, on_table=keep)
+    quarantine = validated.quarantine
+    if key is not None:
+        from .privacy import pseudonymise_quarantine
+
+        quarantine = pseudonymise_quarantine(quarantine, key)
+    if visible:
+        quarantine = quarantine.loc[np.concatenate(visible)].reset_index(drop=True)
+    return_free_memory()
+    derived = []
+    for name, table in build_each(files, quarter):
+        table.to_parquet(out / "derived" / f"{name}.parquet", index=False)
+        derived.append(name)
+        del table
+        return_free_memory()
+    quality = quality_counts(list(validated.rows_read), used, quarantine, validated.as_of)
+    _write_meta(out, quarter=quarter, as_of=day.isoformat(), fingerprint=raw.fingerprint,
+                source_description=raw.description, tables=list(files), derived=derived,
+                quarantine=_save_any(quarantine, out / "quarantine"),
+                quality=_save_any(quality, out / "quality"))
 
 
-def visible_quarantine(raw, quarantine: pd.DataFrame, day: date) -> pd.DataFrame:
-    """The quarantined rows that a view of ``day`` would show (the rest begin later).
+def _visible_rows(table: str, frame: pd.DataFrame, quarantine: pd.DataFrame,
+                  day: date) -> np.ndarray:
+    """Which of a table's quarantined rows a view of ``day`` would show.
 
     A row is visible by the as-of view's rule (``analysis.asof.VISIBLE_FROM``); a
     quarantined row whose visibility date cannot be read counts as visible.
+    ``frame`` is the table as read.
     """
     from .asof import VISIBLE_FROM
     from .contract import TABLES
     from .parse import parse_column
 
-    d = pd.Timestamp(day)
-    keep = pd.Series(True, index=quarantine.index)
-    for table, col in VISIBLE_FROM.items():
-        rows = quarantine["table"] == table
-        if not rows.any() or table not in raw.tables or col not in raw.tables[table]:
-            continue
-        frame = raw.tables[table].reset_index(drop=True)
-        dates = parse_column(frame[col], TABLES[table].column(col)).values.reset_index(drop=True)
-        positions = quarantine.loc[rows, "row"].to_numpy() - 1
-        keep[rows] = ~(dates.iloc[positions] > d).to_numpy()
-    return quarantine.loc[keep].reset_index(drop=True)
-
-
-def quality_on(view: dict[str, pd.DataFrame], quarantine: pd.DataFrame, validated) -> dict:
-    """The data-quality summary of the rows a quarter's run can see.
-
-    Counts only rows visible on the quarter's last day, so adding later data leaves
-    a quarter's findings unchanged (shared/spec/findings.md).
-    """
-    tables = list(validated.rows_read)
-    return quality_counts(tables, {t: len(view.get(t, ())) for t in tables}, quarantine,
-                          validated.as_of)
+    col = VISIBLE_FROM.get(table)
+    if not len(quarantine) or col is None or col not in frame:
+        return np.ones(len(quarantine), dtype=bool)
+    cells = frame[col].reset_index(drop=True)
+    dates = parse_column(cells, TABLES[table].column(col)).values.reset_index(drop=True)
+    positions = quarantine["row"].to_numpy() - 1
+    return ~(dates.iloc[positions] > pd.Timestamp(day)).to_numpy()
 
 
 def quality_counts(tables: list[str], used: dict[str, int], quarantine: pd.DataFrame,
@@ -474,18 +509,22 @@ def _load_indexed(quick: str | None) -> Prepared | None:
 # ---------------------------------------------------------------- (de)serialise
 def _save_atomic(p: Prepared, folder: Path) -> None:
     """Write ``p`` into a temporary sibling folder, then rename it into place."""
+    with _atomic_folder(folder) as tmp:
+        _write_meta(tmp, quarter=p.quarter, as_of=p.as_of, fingerprint=p.fingerprint,
+                    source_description=p.source_description,
+                    tables=_save_frames(p.tables, tmp / "tables"),
+                    derived=_save_frames(p.derived, tmp / "derived"),
+                    quarantine=_save_any(p.validated.quarantine, tmp / "quarantine"),
+                    quality=_save_any(p.validated.quality, tmp / "quality"))
+
+
+@contextmanager
+def _atomic_folder(folder: Path):
+    """A temporary sibling of ``folder`` to write into, renamed into place on success."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        meta = {
-            "layout": CACHE_LAYOUT, "quarter": p.quarter, "as_of": p.as_of,
-            "fingerprint": p.fingerprint, "source_description": p.source_description,
-            "tables": _save_frames(p.tables, tmp / "tables"),
-            "derived": _save_frames(p.derived, tmp / "derived"),
-            "quarantine": _save_any(p.validated.quarantine, tmp / "quarantine"),
-            "quality": _save_any(p.validated.quality, tmp / "quality"),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        yield tmp
         try:
             os.rename(tmp, folder)
         except OSError:
@@ -494,6 +533,12 @@ def _save_atomic(p: Prepared, folder: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_meta(folder: Path, **meta: Any) -> None:
+    """``meta.json``: the cache layout and what the folder holds (see :func:`_load`)."""
+    meta = {"layout": CACHE_LAYOUT, **meta}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def _save_frames(frames: dict[str, pd.DataFrame], folder: Path) -> list[str]:

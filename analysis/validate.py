@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -56,15 +57,22 @@ _CHECK_ORDER = ("missing value", "not an allowed value", "out of range",
                 "date before 1990-01-01", "future-dated")
 
 
-def validate(raw: RawData, as_of: date) -> ValidatedData:
+def validate(raw: RawData, as_of: date, *,
+             on_table: Callable[[str, pd.DataFrame, pd.DataFrame, pd.DataFrame], None]
+             | None = None) -> ValidatedData:
     """Parse, check and split every table into used rows and quarantined rows.
 
     Parameters
     ----------
     raw : RawData
-        Tables as read by a source; not modified.
+        Tables as read by a source; not modified (``on_table`` may drop its tables).
     as_of : date
         The data's as-of date: event dates after it are future-dated.
+    on_table : callable, optional
+        Called as ``on_table(name, clean, raw_frame, quarantined)`` as soon as a table
+        is checked; the clean table is then handed over, not kept in the result's
+        ``tables`` (at company scale, keeping every typed table beside the text as read
+        costs most of a gigabyte).
 
     Returns
     -------
@@ -107,6 +115,9 @@ def validate(raw: RawData, as_of: date) -> ValidatedData:
         if len(q):
             log.warning("%s: %d of %d rows quarantined (%s)", name, len(q), len(frame),
                         ", ".join(f"{r}: {n}" for r, n in q["reason"].value_counts().items()))
+        if on_table is not None:
+            on_table(name, clean.pop(name), frame, q)
+        del frame
         return_free_memory()  # a table's scratch memory, before the next table
     quarantine = (pd.concat(quarantined, ignore_index=True) if quarantined
                   else pd.DataFrame(columns=list(QUARANTINE_COLUMNS)))
