@@ -23,6 +23,7 @@ carry wild-bootstrap p-values of β = 0 in ``extras["wild_p"]``
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import warnings
@@ -31,8 +32,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import pyfixest as pf
+from pyfixest.core.detect_singletons import detect_singletons
 from pyfixest.errors import (EmptyDesignMatrixError, EmptyVcovError, MatrixNotFullRankError,
                              NanInClusterVarError, NonConvergenceError)
+from pyfixest.estimation.formula.model_matrix import create_model_matrix
 
 from analysis.config import MIN_CLUSTERS, SEED, TERMS
 from analysis.errors import ParameterError
@@ -74,14 +77,25 @@ def _prepare(panel: pd.DataFrame, y: str, extra: list[str]) -> pd.DataFrame:
 
 def _drop_zero_groups(work: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Poisson: a rep or quarter with no complaints at all has an MLE at −∞; drop it."""
-    n0 = len(work)
+    keep = _nonzero_groups(work["y"].to_numpy(float),
+                           [pd.factorize(work[f])[0] for f in ("rep_id", "quarter")],
+                           np.arange(len(work)))
+    return work.iloc[keep].reset_index(drop=True), len(work) - len(keep)
+
+
+def _nonzero_groups(y: np.ndarray, groups: list[np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """``rows`` left once reps and quarters whose rows sum to zero are dropped, repeatedly.
+
+    ``y`` is non-negative (counts), so a zero sum means no complaint at all.
+    """
     while True:
-        bad = pd.Series(False, index=work.index)
-        for f in ("rep_id", "quarter"):
-            bad |= work.groupby(f)["y"].transform("sum") == 0
+        bad = np.zeros(len(rows), bool)
+        for codes in groups:
+            c = codes[rows]
+            bad |= np.bincount(c, weights=y[rows])[c] == 0
         if not bad.any():
-            return work.reset_index(drop=True), n0 - len(work)
-        work = work.loc[~bad]
+            return rows
+        rows = rows[~bad]
 
 
 def _fml(keep: list[str]) -> str:
@@ -277,23 +291,117 @@ def _jackknife(fit, used: pd.DataFrame, keep: list[str], refit) -> Jackknife:
 
 def _poisson_refit(used: pd.DataFrame):
     coded = _coded(used, ["y", *TERMS, "rep_id", "quarter", "team_id", "log_exposure"])
+    groups = [coded[f].to_numpy() for f in ("rep_id", "quarter")]
+    y = coded["y"].to_numpy(float)
+    refits: dict[tuple[str, ...], _Refits] = {}
 
     def refit(rows: np.ndarray, terms: list[str]) -> pd.Series:
         # the model's own procedure on the remaining teams: drop reps/quarters left
         # without complaints, same formula, offset and library
-        sub, _ = _drop_zero_groups(coded.loc[rows])
+        kept = _nonzero_groups(y, groups, np.flatnonzero(rows))
+        if tuple(terms) not in refits:
+            refits[tuple(terms)] = _Refits(_fml(terms), coded, offset="log_exposure")
+        return refits[tuple(terms)].coef(kept).reindex(terms)
+    return refit
+
+
+class _Refits:
+    """pyfixest refits of one formula on row subsets of ``data``, the formula parsed once.
+
+    Most of a small refit's cost is pyfixest building its model matrices with
+    formulaic (and, for fepois, its separation check). Here the same call on every
+    row (``template``) supplies the model object's setup, and formulaic builds the
+    matrices once, singletons kept; a refit takes its rows of them, the fixed effects
+    re-encoded as pyfixest encodes a subset (``pd.factorize`` by first appearance,
+    int32), pyfixest's singleton removal, and runs the estimator's own ``get_fit``:
+    the same numbers as ``feols`` / ``fepois`` on ``data.iloc[rows]``
+    (tests/test_panel_fast_paths.py). Where that call could differ (fepois's
+    separation check would drop rows, a term dropped as collinear, an error, a
+    non-finite or non-converged estimate) the subset is refitted by the call itself.
+    """
+
+    def __init__(self, fml: str, data: pd.DataFrame, *, weights: str | None = None,
+                 offset: str | None = None):
+        self.fml, self.data, self.weights, self.offset = fml, data, weights, offset
+        self.template, self.arrays = None, None
+        try:
+            self.template = self.call(data)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mm = create_model_matrix(formula=self.template.FixestFormula,
+                                         data=data.copy(), weights=weights, offset=offset)
+        except FIT_ERRORS:
+            return  # every refit goes through the call (and fails or not as it does)
+        frames = {"_Y": mm.dependent, "_X": mm.independent, "_fe": mm.fixed_effects,
+                  "_weights_df": mm.weights, "_offset_df": mm.offset}
+        if len(mm.dependent) == len(data):  # no row dropped for missing values
+            self.arrays = {k: None if v is None else (v.to_numpy(), list(v.columns))
+                           for k, v in frames.items()}
+
+    def call(self, data: pd.DataFrame):
+        """The library call itself on ``data`` (errors propagate)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = pf.fepois(_fml(terms), data=sub, offset="log_exposure", vcov="iid")
-        return m.coef().reindex(terms)
-    return refit
+            if self.offset is not None:
+                return pf.fepois(self.fml, data=data, offset=self.offset, vcov="iid")
+            return pf.feols(self.fml, data=data, weights=self.weights, vcov="iid")
+
+    def coef(self, rows: np.ndarray) -> pd.Series:
+        """Coefficients of the model fitted on ``data.iloc[rows]`` (as ``call(...).coef()``)."""
+        fit = self._fit(rows) if self.arrays is not None else None
+        if fit is None:
+            fit = self.call(self.data.iloc[rows])
+        return pd.Series(np.asarray(fit._beta_hat, float).ravel(), index=fit._coefnames)
+
+    def _fit(self, rows: np.ndarray):
+        """The refit from the stored matrices, or None where the call must run instead."""
+        (fe_all, fe_names), poisson = self.arrays["_fe"], self.offset is not None
+        fe = np.column_stack([pd.factorize(fe_all[rows, k])[0] for k in range(fe_all.shape[1])]
+                             ).astype("int32")
+        if self.template._drop_singletons:
+            single = detect_singletons(fe)
+            if single.any():
+                rows, fe = rows[~single], fe[~single]
+        n = len(rows)
+        if poisson:  # fepois's "fe" separation check: a level without any y > 0
+            positive = self.arrays["_Y"][0][rows, 0] > 0
+            if any((np.bincount(c, weights=positive)[np.unique(c)] == 0).any() for c in fe.T):
+                return None
+        fit = copy.copy(self.template)
+        for name, arr in self.arrays.items():
+            if name != "_fe":
+                setattr(fit, name, None if arr is None else
+                        pd.DataFrame(arr[0][rows], columns=arr[1]))
+        fit._fe = pd.DataFrame(fe, columns=fe_names)
+        fit._Y_untransformed = fit._Y.copy()
+        fit._weights = (np.ones(n) if fit._weights_df is None
+                        else fit._weights_df.to_numpy()).reshape((n, 1))
+        fit._N = fit._N_rows = n
+        fit._coefnames = list(self.arrays["_X"][1])
+        fit._X_is_empty = n == 0
+        fit._lookup_demeaned_data, fit._preconditioner, fit.convergence = {}, None, False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit.get_fit()
+        except FIT_ERRORS + (ValueError,):
+            return None
+        beta = np.asarray(fit._beta_hat, float)
+        if (list(fit._coefnames) != self.arrays["_X"][1] or not np.isfinite(beta).all()
+                or (poisson and not fit.convergence)):
+            return None
+        return fit
 
 
 def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> Jackknife:
     """CR3 of a linear model: pyfixest's CRV3 (no CR1 factor) × (G−1)/G.
 
-    When a term is not identified without some team, pyfixest's refit would fail;
-    the generic loop then refits ``pf.feols`` with the terms each sample identifies.
+    pyfixest's CRV3 (``Feols._vcov_crv3_slow``) refits ``feols`` without each team
+    (its clusters in order of first appearance) and sums the outer products of the
+    deviations from the full estimate; the same is done here with the refits of
+    :class:`_Refits`. When a term is not identified without some team, pyfixest's
+    refit would fail; the generic loop then refits ``pf.feols`` with the terms each
+    sample identifies.
     """
     teams = used["team_id"].to_numpy()
     identified = identified_without(used[keep], design.factor_codes(used["rep_id"]), teams)
@@ -305,22 +413,41 @@ def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> J
             return m.coef().reindex(terms)
         return _jackknife(fit, used, keep, refit)
     t0 = time.perf_counter()
+    data = _coded(used, ["y", *keep, "rep_id", "quarter", "team_id", *([wcol] if wcol else [])])
     try:
         with warnings.catch_warnings(), single_threaded_blas():
             warnings.simplefilter("ignore")
-            data = _coded(used, ["y", *keep, "rep_id", "quarter", "team_id",
-                                 *([wcol] if wcol else [])])
-            cr3 = pf.feols(_fml(keep), data=data, weights=wcol, vcov={"CRV3": "team_id"},
-                           ssc=pf.ssc(k_adj=False, G_adj=False))
+            refits = _Refits(_fml(keep), data, weights=wcol)
+            if refits.template is None:
+                refits.call(data)  # raises the library's error
+            cr3 = _crv3(refits)
     except FIT_ERRORS as exc:
         raise RefitFailed("(one of them, in pyfixest's CRV3)", exc) from exc
     g = int(pd.unique(teams).size)
-    names = list(cr3._coefnames)
-    vcov = pd.DataFrame((g - 1) / g * np.asarray(cr3._vcov), index=names,
-                        columns=names).loc[keep, keep]
+    names = list(refits.template._coefnames)
+    vcov = pd.DataFrame((g - 1) / g * cr3, index=names, columns=names).loc[keep, keep]
     full = fit.coef()[keep].astype(float)
     return Jackknife(full=full, estimates=pd.DataFrame(columns=keep), vcov=vcov, n_clusters=g,
                      seconds=time.perf_counter() - t0)
+
+
+def _crv3(refits: _Refits) -> np.ndarray:
+    """pyfixest's ``Feols._vcov_crv3_slow`` with ``ssc(k_adj=False, G_adj=False)`` (factor 1)."""
+    template = refits.template
+    kept = template._data.index.to_numpy()  # positions of the rows the full fit used
+    cluster_col = pd.factorize(template._data["team_id"])[0]
+    clustid = np.unique(cluster_col)
+    beta_jack = np.zeros((len(clustid), template._k))
+    for ixg, g in enumerate(clustid):
+        beta_jack[ixg, :] = refits.coef(kept[~np.equal(g, cluster_col)]).to_numpy()
+    beta_center = template._beta_hat
+    vcov_mat = np.zeros((template._k, template._k))
+    for ixg, _ in enumerate(clustid):
+        beta_centered = beta_jack[ixg, :] - beta_center
+        vcov_mat += np.outer(beta_centered, beta_centered)
+    vcov = np.zeros((template._k, template._k))
+    vcov += np.array([1.0]) * vcov_mat
+    return vcov
 
 
 def _wild(used: pd.DataFrame, keep: list[str], wcol: str | None, reps: int) -> dict:

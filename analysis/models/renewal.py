@@ -372,36 +372,67 @@ def _demean(a: np.ndarray, fe: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
-def _estimates(fit: AbsorbedLogit, terms: list[str]) -> pd.Series:
-    """Log odds ratios and average marginal effects (pp) of ``terms``."""
-    dens = (fit.p * (1 - fit.p)).mean()
-    out = {t: float(fit.params[fit.columns.index(t)]) for t in terms}
-    out.update({AME + t: float(100 * fit.params[fit.columns.index(t)] * dens) for t in terms})
+def _estimates(params: np.ndarray, columns: list[str], p: np.ndarray, terms: list[str]
+               ) -> pd.Series:
+    """Log odds ratios and average marginal effects (pp) of ``terms`` (slopes ``params``
+    named ``columns``, fitted probabilities ``p``)."""
+    dens = (p * (1 - p)).mean()
+    out = {t: float(params[columns.index(t)]) for t in terms}
+    out.update({AME + t: float(100 * params[columns.index(t)] * dens) for t in terms})
     return pd.Series(out)
 
 
 def _jackknife(data: pd.DataFrame, x: pd.DataFrame, ctrl: pd.DataFrame,
                result: AbsorbedLogit) -> Jackknife:
-    """CR3 of the log odds ratios and AMEs: the logit refitted without each team."""
+    """CR3 of the log odds ratios and AMEs: the logit refitted without each team.
+
+    A refit is :func:`fit_renewal`'s procedure on the remaining rows — drop the teams
+    and quarters left uninformative (:func:`_informative`, as :func:`drop_uninformative`),
+    then the same :func:`_feglm_logit` — from arrays built once; only its slopes and
+    fitted probabilities are needed (no CR1 scores).
+    """
     keep = list(x.columns)
-    full = _estimates(result, keep)
+    full = _estimates(result.params, result.columns, result.p, keep)
     teams = data["team_id"].to_numpy()
     identified = identified_without(x, design.factor_codes(teams), teams)
+    xa, ca = x.to_numpy(float), ctrl.to_numpy(float)
+    y = data["renewed"].to_numpy(float)
+    fe = np.column_stack([design.factor_codes(data[f]) for f in FE])
 
     def refit(rows: np.ndarray, team) -> pd.Series:
-        sub, _ = drop_uninformative(data.loc[rows])
+        pos = _informative(y, fe, np.flatnonzero(rows))
         terms = [t for t in identified[team] if t in keep]
+        cols = terms + list(ctrl.columns)
+        sub = np.column_stack([xa[pos][:, [keep.index(t) for t in terms]], ca[pos]]) \
+            if cols else np.empty((len(pos), 0))
         try:
-            res = _fit(sub, x.loc[sub.index, terms], ctrl.loc[sub.index])
+            m = _feglm_logit(sub, y[pos], fe[pos].astype(np.uint64))
         except (NonConvergenceError, ValueError) as exc:
             if isinstance(exc, ValueError) and "Demeaning failed" not in str(exc):
                 raise
             raise RefitDiverged(str(exc)) from exc
-        if not res.converged:
+        columns = [cols[int(c[1:])] for c in m._coefnames]  # feglm drops collinear slopes
+        params = np.asarray(m._beta_hat, float).ravel()
+        if not np.all(np.isfinite(params)):
             raise RefitDiverged("IRLS did not converge")
-        return _estimates(res, [t for t in terms if t in res.columns])
+        return _estimates(params, columns, np.asarray(m._Y_hat_response, float).ravel(),
+                          [t for t in terms if t in columns])
 
     return jackknife(full, teams, refit, errors=(np.linalg.LinAlgError, RefitDiverged))
+
+
+def _informative(y: np.ndarray, fe: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`drop_uninformative` on arrays: the ``rows`` kept (``fe``: team, quarter codes)."""
+    while True:
+        changed = False
+        for k in range(fe.shape[1]):
+            c = fe[rows, k]
+            n, s = np.bincount(c), np.bincount(c, weights=y[rows])
+            bad = ((s == 0) | (s == n))[c]  # all lapsed or all renewed
+            if bad.any():
+                rows, changed = rows[~bad], True
+        if not changed or not len(rows):
+            return rows
 
 
 class RefitDiverged(Exception):
