@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .errors import ParameterError
+from .errors import KpisatError, ParameterError
 from .memory import return_free_memory
 from .quarters import latest_complete_quarter, parse_quarter, quarter_end
 
@@ -245,6 +245,91 @@ def release(p: Prepared) -> Prepared:
     gc.collect()
     return_free_memory()
     return loaded
+
+
+def prepare_in_child(source: str | None = None, quarter: str | None = None,
+                     as_of: str | date | None = None, *, fresh: bool = False,
+                     pseudonymise: bool = False,
+                     poll: Callable[[], None] | None = None) -> Prepared:
+    """:func:`prepare` run in a child process; this process loads only the result.
+
+    For a long-lived process (the runner): preparing a quarter at company scale takes
+    over a gigabyte, which a process keeps (freed memory is reused, rarely returned)
+    while the kernels run. The child writes the prepared cache and exits; the
+    :class:`Prepared` returned here reads its tables from the cache on first use.
+
+    Parameters
+    ----------
+    source, quarter, as_of, fresh, pseudonymise : as for :func:`prepare`.
+    poll : called about every 0.2 s while the child works; whatever it raises (the
+        runner's recorded Ctrl-C) stops the child and is raised here.
+
+    Raises
+    ------
+    What :func:`prepare` raises in the child (ParameterError, InputError, ...), and
+    RuntimeError when the child dies without an answer (killed, out of memory).
+    """
+    import multiprocessing
+
+    # fork: no second import of pandas, DuckDB and pyarrow (about a second of CPU)
+    ctx = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_prepare_child, name="kpisat-prepare", daemon=True,
+                        args=(send, source, quarter, as_of, fresh, pseudonymise))
+    child.start()
+    send.close()
+    try:
+        while not receive.poll(0.2):
+            if poll is not None:
+                poll()
+            if not child.is_alive() and not receive.poll(0):
+                code = child.exitcode
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                raise RuntimeError(f"preparing the inputs failed: the preparing process {how}"
+                                   + (" (out of memory?)" if code == -9 else ""))
+        kind, value = receive.recv()
+    except BaseException:
+        child.terminate()
+        child.join()
+        raise
+    finally:
+        receive.close()
+    child.join()
+    if kind == "error":
+        raise value
+    folder, description = value
+    loaded = _load(Path(folder))
+    if loaded is None:
+        raise RuntimeError(f"preparing the inputs failed: cannot read back {folder}")
+    loaded.source_description = description
+    return loaded
+
+
+def _prepare_child(send, source, quarter, as_of, fresh: bool, pseudonymise: bool) -> None:
+    """The child of :func:`prepare_in_child`: prepare, send (kind, value), exit."""
+    import pickle
+    import signal
+    import traceback
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers: just stop
+        signal.signal(sig, signal.SIG_DFL)
+    try:
+        p = prepare(source, quarter, as_of, fresh=fresh, pseudonymise=pseudonymise)
+        if p.location is None:
+            raise RuntimeError("prepare returned tables without a cache folder")
+        answer = ("ok", (str(p.location), p.source_description))
+    except Exception as e:  # handed to the parent, which raises it
+        if not isinstance(e, KpisatError):
+            e.add_note(f"in the preparing process:\n{traceback.format_exc()}")
+        try:
+            pickle.dumps(e)
+            answer = ("error", e)
+        except Exception:
+            answer = ("error", RuntimeError(f"preparing the inputs failed: "
+                                            f"{type(e).__name__}: {e}"))
+    send.send(answer)
+    send.close()
 
 
 def _run_day(given: date | None, stated: date | None) -> date:
