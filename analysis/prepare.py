@@ -276,7 +276,7 @@ def prepare_in_child(source: str | None = None, quarter: str | None = None,
         "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_prepare_child, name="kpisat-prepare", daemon=True,
-                        args=(send, source, quarter, as_of, fresh, pseudonymise))
+                        args=(send, os.getpid(), source, quarter, as_of, fresh, pseudonymise))
     child.start()
     send.close()
     try:
@@ -306,14 +306,22 @@ def prepare_in_child(source: str | None = None, quarter: str | None = None,
     return loaded
 
 
-def _prepare_child(send, source, quarter, as_of, fresh: bool, pseudonymise: bool) -> None:
+def _prepare_child(send, parent: int, source, quarter, as_of, fresh: bool,
+                   pseudonymise: bool) -> None:
     """The child of :func:`prepare_in_child`: prepare, send (kind, value), exit."""
+    import ctypes
     import pickle
     import signal
     import traceback
 
     for sig in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers: just stop
         signal.signal(sig, signal.SIG_DFL)
+    try:  # Linux: stop when the parent dies (killed while waiting for this child)
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before that
+        return
     try:
         p = prepare(source, quarter, as_of, fresh=fresh, pseudonymise=pseudonymise)
         if p.location is None:
@@ -328,8 +336,11 @@ def _prepare_child(send, source, quarter, as_of, fresh: bool, pseudonymise: bool
         except Exception:
             answer = ("error", RuntimeError(f"preparing the inputs failed: "
                                             f"{type(e).__name__}: {e}"))
-    send.send(answer)
-    send.close()
+    try:
+        send.send(answer)
+        send.close()
+    except OSError:  # the parent stopped waiting
+        pass
 
 
 def _run_day(given: date | None, stated: date | None) -> date:
