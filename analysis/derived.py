@@ -235,9 +235,10 @@ class _Workspace:
         missing = [c.name for c in columns if c.name not in present]
         if missing:
             raise KeyError(f"typed table {name!r} lacks the columns {missing}")
-        if isinstance(df, Path):
-            self.con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT {select} '
-                             f"FROM read_parquet(?)", [str(df)])
+        if isinstance(df, Path):  # a view: DuckDB scans the file where it is used
+            literal = "'" + str(df).replace("'", "''") + "'"
+            self.con.execute(f'CREATE TEMP VIEW "{name}" AS SELECT {select} '
+                             f"FROM read_parquet({literal})")
             return
         # the whole frame: DuckDB reads only the selected columns (a pandas column
         # subset would first copy them, a million strings each)
