@@ -33,8 +33,16 @@ AS_OF_HELP = ("the day the data was extracted (YYYY-MM-DD); rows dated after it 
 
 
 # ---------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    """The ``kpisat`` argument parser with its subcommands."""
+#: The commands whose parsers are defined in this module.
+OWN_COMMANDS = ("run", "validate", "sample", "import", "notebooks")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``kpisat`` argument parser with its subcommands.
+
+    With ``command`` one of :data:`OWN_COMMANDS`, ``kpisat whatif`` is left out: its
+    module imports scipy and the decision models (over a second before a run starts).
+    """
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("output")
     g.add_argument("-q", "--quiet", action="store_true",
@@ -135,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="exit 1 if any .ipynb differs from what its .py generates")
     p.set_defaults(func=cmd_notebooks)
 
-    from .decision.whatif import add_whatif_parser
+    if command not in OWN_COMMANDS:
+        from .decision.whatif import add_whatif_parser
 
-    add_whatif_parser(sub)
+        add_whatif_parser(sub)
     return parser
 
 
@@ -270,7 +279,8 @@ def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``kpisat`` with ``argv``; return the exit code (never raises)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     configure_logging(quiet=args.quiet, verbose=args.verbose)
     try:

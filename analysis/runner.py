@@ -33,6 +33,7 @@ Only this module touches papermill.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -422,25 +423,48 @@ class _Job:
         return time.perf_counter() - self.t0
 
 
-def _ready(job: _Job, plan: list[_Job], finished: set[int]) -> bool:
-    """Whether ``job`` may start: every notebook it depends on has finished."""
+def _depends_on(job: _Job, plan: list[_Job]) -> list[int]:
+    """Positions of the notebooks ``job`` waits for (see :func:`_execute`)."""
     before = plan[:job.index]
     if job.reads is not None and not job.independent:
-        return all(i in finished for i in job.reads)
+        return list(job.reads)
     if not job.independent:
-        return all(j.index in finished for j in before)
-    return all(j.index in finished for j in before if not j.independent)
+        return [j.index for j in before]
+    return [j.index for j in before if not j.independent]
+
+
+def _ready(job: _Job, plan: list[_Job], finished: set[int]) -> bool:
+    """Whether ``job`` may start: every notebook it depends on has finished."""
+    return all(i in finished for i in _depends_on(job, plan))
+
+
+def _run_order(plan: list[_Job]) -> list[_Job]:
+    """The order notebooks start in: those with the longest chain of notebooks waiting
+    for them first (the notebooks the trade-offs read before the others), then by prefix.
+
+    A notebook always comes after those it depends on (each has a longer chain).
+    """
+    waiting: dict[int, list[int]] = {j.index: [] for j in plan}
+    for job in plan:
+        for i in _depends_on(job, plan):
+            waiting[i].append(job.index)
+    depth: dict[int, int] = {}
+    for job in reversed(plan):  # dependents come later in the plan
+        depth[job.index] = 1 + max((depth[k] for k in waiting[job.index]), default=0)
+    return sorted(plan, key=lambda j: (-depth[j.index], j.index))
 
 
 def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, progress: bool,
              env: dict[str, str], after_each: Any) -> None:
     """Execute the notebooks of ``plan`` into ``staging``, up to ``jobs`` at once.
 
-    Independent notebooks (:func:`is_independent`) run beside each other, in order of
-    their prefix; a notebook naming what it reads (``job.reads``) waits for those; any
-    other notebook runs after every notebook before it (:func:`_ready`).
-    When a core is free but the next notebook must wait, its kernel is started ahead
-    (at most one). ``after_each()`` runs after each notebook succeeds (merging the
+    Independent notebooks (:func:`is_independent`) run beside each other; a notebook
+    naming what it reads (``job.reads``) waits for those; any other notebook runs after
+    every notebook before it (:func:`_ready`). Notebooks start in :func:`_run_order`:
+    those others wait for (through the longest chain) first, so the trade-offs and the
+    report are not left waiting at the end while a core idles.
+    When a core is free but no notebook may start, the kernel of the next one is started
+    ahead (at most one). ``after_each()`` runs after each notebook succeeds (merging the
     findings), then the notebooks that have become ready are started, then the
     finished notebook is exported to HTML (while the next kernels start; after a stop,
     what is left). After a failure nothing new starts; the notebooks still running are
@@ -455,7 +479,7 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
     level = logging.INFO if progress else logging.DEBUG
     engine = _engine_name()
     finished: set[int] = set()
-    pending = list(plan)
+    pending = _run_order(plan)
     running: dict[int, _Job] = {}
     errors: dict[int, NotebookError] = {}
     unexported: list[_Job] = []  # succeeded, analyst report not written yet
@@ -464,9 +488,11 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
 
     def start_ready() -> None:
         _raise_if_stopped()
-        while (pending and not errors and len(running) < jobs
-               and _ready(pending[0], plan, finished)):
-            job = pending.pop(0)
+        while pending and not errors and len(running) < jobs:
+            job = next((j for j in pending if _ready(j, plan, finished)), None)
+            if job is None:
+                break
+            pending.remove(job)
             running[job.index] = job
             if ahead and ahead[0] is job:
                 ahead.clear()
@@ -474,7 +500,7 @@ def _execute(plan: list[_Job], staging: Path, timeout: float, *, jobs: int, prog
                 _start(job, staging, timeout, env, engine, completed)
             _go(job, level)
         if pending and not errors and not ahead and len(running) < jobs:
-            # a core is free but the next notebook must wait: start its kernel now
+            # a core is free but no notebook may start: start the next one's kernel now
             ahead.append(pending[0])
             _start(pending[0], staging, timeout, env, engine, completed)
 
@@ -593,7 +619,9 @@ def preload_lines(notebook: Path) -> list[str]:
 
     Only modules named by the notebook's own top-level ``import`` statements, imported
     without binding any name (the notebook's namespace is as if nothing ran), so the
-    notebook behaves exactly as it would in a fresh kernel.
+    notebook behaves exactly as it would in a fresh kernel. The attributes the notebook
+    reads from this project's modules (``decision.tradeoff_analysis``) are looked up
+    too: the packages import their modules on first use.
     """
     import ast
     import json
@@ -602,7 +630,10 @@ def preload_lines(notebook: Path) -> list[str]:
         cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
         return []
+    own = __name__.split(".")[0]
     modules: list[str] = []
+    bound: dict[str, str] = {}  # name in the notebook -> the project's module it names
+    trees = []
     for cell in cells:
         if cell.get("cell_type") != "code":
             continue
@@ -612,18 +643,30 @@ def preload_lines(notebook: Path) -> list[str]:
             tree = ast.parse(source)
         except SyntaxError:
             continue
+        trees.append(tree)
         for node in tree.body:
             if isinstance(node, ast.Import):
                 modules += [a.name for a in node.names]
+                bound.update({a.asname: a.name for a in node.names if a.asname})
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 # `from package import module` names modules too (the rest are skipped)
                 modules += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                bound.update({a.asname or a.name: f"{node.module}.{a.name}"
+                              for a in node.names})
     modules = list(dict.fromkeys(modules))
     if not modules:
         return []
+    attributes = list(dict.fromkeys(
+        (bound[node.value.id], node.attr) for tree in trees for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        and bound.get(node.value.id, "").startswith(own + ".")))
     code = (f"import importlib as _kpisat_importlib\nfor _kpisat_module in {modules!r}:\n"
             "    try:\n        _kpisat_importlib.import_module(_kpisat_module)\n"
             "    except ImportError:\n        pass\n"
+            f"for _kpisat_module, _kpisat_name in {attributes!r}:\n"
+            "    try:\n        getattr(_kpisat_importlib.import_module(_kpisat_module), "
+            "_kpisat_name)\n"
+            "    except (ImportError, AttributeError):\n        pass\n"
             "del _kpisat_importlib, _kpisat_module")
     return ["--IPKernelApp.exec_lines=" + json.dumps([code])]
 
@@ -872,14 +915,27 @@ def _logging_kernel_manager(log_path: Path, watch: _KernelWatch | None = None, *
 def export_html(executed: Path) -> Path:
     """Export an executed notebook to a self-contained HTML file beside it."""
     import nbformat
-    from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed, as_version=4)
-    exporter = HTMLExporter(template_name="lab")
-    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": executed.stem}})
+    with _EXPORTER_LOCK:
+        body, _ = _html_exporter().from_notebook_node(
+            nb, resources={"metadata": {"name": executed.stem}})
     target = executed.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+_EXPORTER_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def _html_exporter() -> Any:
+    """One HTML exporter for every notebook: its templates are compiled once (a fresh
+    exporter recompiles them, about a tenth of a second per notebook); its output is the
+    same as a fresh one's."""
+    from nbconvert import HTMLExporter
+
+    return HTMLExporter(template_name="lab")
 
 
 def publish(staging: Path, final: Path) -> Path:

@@ -10,17 +10,15 @@ model for notebooks: :func:`fit_churn`, :func:`fit_renewal`,
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
-from lifelines.exceptions import StatError
 
-from analysis.models.panel import fit_complaints, fit_linear
-from analysis.models.renewal import fit_renewal
-from analysis.models.survival import fit_churn, km_by_plan, logrank_by_plan
-from analysis.models.jackknife import single_threaded_blas
-from analysis.models.tidy import (EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, ModelResults,
-                                  effects_frame)
+if TYPE_CHECKING:
+    from analysis.models.tidy import EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, ModelResults
+    from analysis.models.panel import fit_complaints, fit_linear
+    from analysis.models.renewal import fit_renewal
+    from analysis.models.survival import fit_churn, km_by_plan, logrank_by_plan
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +26,31 @@ __all__ = ["fit_effects", "fit_churn", "fit_renewal", "fit_complaints", "fit_lin
            "km_by_plan", "logrank_by_plan", "ModelResults", "ModelFit", "EFFECT_COLUMNS",
            "SUMMARY_COLUMNS"]
 
+#: Names imported on first use (PEP 562): each family's module imports its own libraries
+#: (lifelines, pyfixest, scipy.stats: seconds of a kernel's start), which a notebook
+#: importing only ``design``, or loading its fits from the cache, never needs.
+_LAZY = {"fit_churn": "survival", "km_by_plan": "survival", "logrank_by_plan": "survival",
+         "fit_renewal": "renewal", "fit_complaints": "panel", "fit_linear": "panel",
+         "ModelResults": "tidy", "ModelFit": "tidy", "EFFECT_COLUMNS": "tidy",
+         "SUMMARY_COLUMNS": "tidy"}
+
 TABLES = {"churn": "survival_episodes", "renewal": "renewal_table",
           "panel": "rep_quarter_panel"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
@@ -54,6 +75,9 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
     BLAS runs on one thread while the models are fitted
     (:func:`analysis.models.jackknife.single_threaded_blas`).
     """
+    from analysis.models.jackknife import single_threaded_blas
+    from analysis.models.tidy import SUMMARY_COLUMNS, ModelResults, effects_frame
+
     with single_threaded_blas():
         fits = _fit_all(derived)
     effects = [f.effects for f in fits.values()]
@@ -68,6 +92,13 @@ def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
 
 
 def _fit_all(derived: dict[str, pd.DataFrame]) -> dict[str, ModelFit]:
+    import numpy as np
+    from lifelines.exceptions import StatError
+
+    from analysis.models.panel import fit_complaints, fit_linear
+    from analysis.models.renewal import fit_renewal
+    from analysis.models.survival import fit_churn, km_by_plan, logrank_by_plan
+
     fits: dict[str, ModelFit] = {}
     if TABLES["churn"] in derived:
         episodes = derived[TABLES["churn"]]
