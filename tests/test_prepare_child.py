@@ -87,3 +87,17 @@ def test_build_without_a_folder_returns_the_tables_in_memory(sample_dir, tmp_pat
         pd.testing.assert_frame_equal(built.derived[name], cached.derived[name],
                                       check_exact=True)
     assert built.validated.quality == cached.validated.quality
+
+
+def test_derived_tables_from_parquet_files_equal_those_from_frames(tmp_path, monkeypatch):
+    """DuckDB scanning the written tables gives what it gives from the frames."""
+    from analysis.derived import build_all
+
+    monkeypatch.setenv(prep.CACHE_ENV, str(tmp_path / "cache"))
+    p = prep.prepare(None, "2025Q4", "2025-12-31", fresh=True)
+    files = {name: p.location / "tables" / f"{name}.parquet" for name in p.tables}
+    from_files = build_all(files, p.quarter)
+    from_frames = build_all({name: p.tables[name] for name in p.tables}, p.quarter)
+    assert list(from_files) == list(from_frames)
+    for name, table in from_frames.items():
+        pd.testing.assert_frame_equal(from_files[name], table, check_exact=True)
