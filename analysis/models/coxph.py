@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg
 
-from analysis.models.clustered import cluster_sandwich
+from analysis.models.clustered import _cluster_index, cluster_sandwich
 from analysis.models.cox_residuals import _RiskSets, efron_derivatives, efron_residuals
 
 log = logging.getLogger(__name__)
@@ -66,21 +66,35 @@ class CoxFit:
     params : coefficients (lifelines ``params_``).
     cov_naive : model-based covariance, the inverse information (lifelines ``variance_matrix_``).
     loglik, loglik_null : partial log-likelihood at ``params`` and at zero (lifelines).
-    score_residuals : per-row score residuals (n, p) at ``params``; their sum is the score (≈ 0).
+    score_rows : the input rows in some risk set, ascending (the others have zero residuals).
+    score_at_risk : their score residuals (len(score_rows), p) at ``params``.
+    n_rows : number of input rows.
     schoenfeld : Schoenfeld residuals of the event rows (n_events, p).
     event_times : time of each event row (same order as ``schoenfeld``).
     n_events, converged : bookkeeping.
+    score_residuals : (property) per-row score residuals (n_rows, p), zero for rows in no
+        risk set; their sum is the score (≈ 0). Built on access: at company scale the
+        full matrix is 200 MB of mostly what ``score_at_risk`` holds.
     """
 
     params: np.ndarray
     cov_naive: np.ndarray
     loglik: float
     loglik_null: float
-    score_residuals: np.ndarray
+    score_rows: np.ndarray
+    score_at_risk: np.ndarray
+    n_rows: int
     schoenfeld: np.ndarray
     event_times: np.ndarray
     n_events: int
     converged: bool
+
+    @property
+    def score_residuals(self) -> np.ndarray:
+        """Per-row score residuals (n_rows, p); zero for rows in no risk set."""
+        out = np.zeros((self.n_rows, self.score_at_risk.shape[1]))
+        out[self.score_rows] = self.score_at_risk
+        return out
 
     def cov_robust(self, clusters, *, small_sample: bool = False) -> np.ndarray:
         """Lin–Wei cluster-robust covariance ``V (Σ_g s_g s_gᵀ) V`` with V = ``cov_naive``.
@@ -88,8 +102,23 @@ class CoxFit:
         ``small_sample=True`` multiplies by G/(G−1); the default is the raw sandwich
         of R ``coxph(cluster=)`` and lifelines ``robust=True``.
         """
-        return cluster_sandwich(self.cov_naive, self.score_residuals, np.asarray(clusters),
+        sums = _cluster_sums(self.score_at_risk, self.score_rows, np.asarray(clusters))
+        # the cluster sums are the scores of G one-row clusters (in the same label order)
+        return cluster_sandwich(self.cov_naive, sums, np.arange(len(sums)),
                                 small_sample=small_sample)
+
+
+def _cluster_sums(score: np.ndarray, rows: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """Σ of the score residuals within each cluster (G, p), clusters in sorted label order.
+
+    The sums :func:`analysis.models.clustered.cluster_scores` forms from the full
+    per-row matrix, bit for bit: each cluster adds its rows in row order (``rows``
+    ascending; the rows left out have zero residuals), by ``np.bincount`` per column.
+    """
+    g, inverse = _cluster_index(clusters)
+    inverse = inverse[rows]
+    return np.column_stack([np.bincount(inverse, weights=score[:, j], minlength=g)
+                            for j in range(score.shape[1])]).reshape(g, score.shape[1])
 
 
 def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None = None
@@ -125,16 +154,17 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     converged = _converged(fit["warnings"])
     if not converged:
         log.warning("Cox fit (lifelines) did not converge")
-    # popped: the sorted copy of the design and the risk sets are freed before the
-    # full-length residual matrix is allocated
+    # popped: the sorted copy of the design and the risk sets are freed with the call
     res = efron_residuals(*fit.pop("rows_sorted"), fit["params"], fit["codes"],
                           risk_sets=fit.pop("risk_sets"))
-    score = np.zeros((len(start), len(names)))
-    score[fit["rows"]] = res.score
+    score = np.empty_like(res.score)       # back to ascending row order
+    score[fit["sort"]] = res.score
+    schoenfeld, event_times = res.schoenfeld, res.event_times
+    del res
     return CoxFit(params=fit["params"], cov_naive=fit["cov"], loglik=fit["loglik"],
-                  loglik_null=fit["loglik_start"], score_residuals=score,
-                  schoenfeld=res.schoenfeld, event_times=res.event_times,
-                  n_events=int(event.sum()), converged=converged)
+                  loglik_null=fit["loglik_start"], score_rows=fit["at_risk"],
+                  score_at_risk=score, n_rows=len(start), schoenfeld=schoenfeld,
+                  event_times=event_times, n_events=int(event.sum()), converged=converged)
 
 
 def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
@@ -143,14 +173,15 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     Returns a dict: ``params``, ``cov``, ``loglik`` (lifelines', columns in ``names``
     order), ``warnings`` (caught during the fit), ``loglik_start`` (Efron
     log-likelihood at ``beta0``, zero by default), ``rows`` (the input rows used, in
-    lifelines' order), ``rows_sorted`` ((start, stop, event, x) of those rows),
+    lifelines' order: ``at_risk[sort]``, ``at_risk`` the same rows ascending), ``rows_sorted`` ((start, stop, event, x) of those rows),
     ``codes`` (their strata) and ``risk_sets`` (their :class:`_RiskSets`).
     """
     # only rows in some risk set enter the likelihood and the residuals; sorted as
     # lifelines sorts (stratum, stop, event), so its own sort finds them in order
     full = _RiskSets(start, stop, event, codes, bookkeeping_only=True)
-    rows = np.flatnonzero(full.at_risk())
-    rows = rows[_sort_order(stop[rows], event[rows], None if codes is None else codes[rows])]
+    at_risk = np.flatnonzero(full.at_risk())
+    sort = _sort_order(stop[at_risk], event[at_risk], None if codes is None else codes[at_risk])
+    rows = at_risk[sort]
     start, stop, event = start[rows], stop[rows], event[rows]
     x = np.asarray(x(rows), float) if callable(x) else x[rows]
     codes = None if codes is None else codes[rows]
@@ -167,6 +198,7 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     order = [fitter.params_index.index(c) for c in names]
     return {"params": params[order], "cov": cov[np.ix_(order, order)], "loglik": loglik,
             "warnings": caught, "loglik_start": loglik_start, "rows": rows,
+            "at_risk": at_risk, "sort": sort,
             "rows_sorted": (start, stop, event, x), "codes": codes, "risk_sets": rs}
 
 
@@ -271,6 +303,25 @@ def refit_coefficients(start, stop, event, x, codes, names: Sequence[str],
     return fit["params"], _converged(fit["warnings"])
 
 
+#: Rows per block of :func:`_column_std` (temporaries of a few MB).
+STD_BLOCK = 65_536
+
+
+def _column_std(centred: np.ndarray) -> np.ndarray:
+    """``values.std(0, ddof=1)`` of the columns whose centred values are ``centred``
+    (``values - values.mean(0)``), bit for bit, without numpy's n×p temporary.
+
+    numpy's axis-0 sum of a C-ordered array adds the rows one after another; the
+    squares are summed by blocks of rows with the running sum carried into each
+    block's sum as its first row, which is that same sequence of additions.
+    """
+    total = np.zeros(centred.shape[1])
+    for a in range(0, len(centred), STD_BLOCK):
+        block = centred[a:a + STD_BLOCK]
+        total = np.add.reduce(np.vstack([total[None], block * block]), axis=0)
+    return np.sqrt(total / (len(centred) - 1))
+
+
 _CLASS = None
 
 
@@ -366,10 +417,11 @@ def _semiparametric_class():
 
             def _newton(self, x, t, e, w, entries, start):
                 values = x.to_numpy()  # fit()'s X.mean(0), X.std(0), in numpy
-                mean, std = values.mean(0), values.std(0, ddof=1)
+                mean = values.mean(0)
+                scaled = values - mean   # utils.normalize's (X - mean) / std, one copy
+                std = _column_std(scaled)
                 self._norm_mean = pd.Series(mean, index=x.columns)
                 self._norm_std = pd.Series(std, index=x.columns)
-                scaled = values - mean   # utils.normalize's (X - mean) / std, one copy
                 scaled /= std
                 x_norm = pd.DataFrame(scaled, index=x.index, columns=x.columns)
                 del x
