@@ -31,6 +31,8 @@ NAN = float("nan")
 METRIC_NAMES = ("nps", "pct_satisfied", "csat_mean", "response_rate", "complaint_rate",
                 "churn_rate", "renewal_rate", "bookings")
 SCOPES = ("company", "team")
+#: The ``survival_episodes`` columns :func:`quarterly_metrics` uses.
+EPISODE_COLUMNS = ("customer_id", "quarter", "team_id", "first_day", "event")
 
 
 @dataclass(frozen=True)
@@ -314,8 +316,8 @@ def quarterly_metrics(tables: dict[str, pd.DataFrame], panel: pd.DataFrame, quar
     panel : :func:`analysis.derived.rep_quarter_panel` of the same view.
     quarter : the analysed quarter; rows cover every panel quarter up to it.
     scope : ``"company"`` or ``"team"``.
-    episodes : :func:`analysis.derived.survival_episodes` of the same view; built
-        from ``tables`` when omitted.
+    episodes : :func:`analysis.derived.survival_episodes` of the same view (at least
+        ``EPISODE_COLUMNS``); built from ``tables`` when omitted.
     survey_counts : :func:`analysis.derived.survey_tables` ``survey_counts`` of the
         same view (``Prepared.derived``); built from ``tables`` when omitted.
 

@@ -31,6 +31,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis import config, findings, metrics, plots
+from analysis.decision.frames import read_columns
 from analysis.prepare import prepare
 from analysis.quarters import quarter_start
 
@@ -100,9 +101,11 @@ plt.show()
 # cells smaller than `config.SMALL_CELL`.
 
 # %%
+episodes = read_columns(prepared, "derived", "survival_episodes", metrics.EPISODE_COLUMNS)
 quarter_metrics = metrics.quarterly_metrics(prepared.tables, panel, prepared.quarter,
-                                            episodes=prepared.derived["survival_episodes"],
+                                            episodes=episodes,
                                             survey_counts=prepared.derived["survey_counts"])
+del episodes
 quarter_metrics[quarter_metrics["quarter"] == prepared.quarter]
 
 # %% [markdown]

@@ -36,6 +36,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis import config, decision, findings, fit_cache, plots
+from analysis.decision.gaming import gaming_tables
 from analysis.prepare import prepare
 
 # %matplotlib inline
@@ -89,7 +90,8 @@ display(Markdown(result.recommendation_markdown()))
 # with fewer answers than the small-cell threshold are not scored or named.
 
 # %%
-gaming = decision.survey_gaming(prepared.tables, prepared.quarter, surveys=prepared.derived)
+gaming = decision.survey_gaming(gaming_tables(prepared), prepared.quarter,
+                                surveys=prepared.derived)
 gaming_summary = decision.gaming_summary(gaming)
 with plots.theme(lang):
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")

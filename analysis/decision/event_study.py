@@ -93,8 +93,10 @@ class EventStudyResult:
     outcome, scale : names of findings.md style.
     effects : tidy rows, leads (model ``event_study_pretrend``) then lags (``event_study_did2s``).
     pretrend : one-row joint test of the leads (``PRETREND_COLUMNS``).
-    data : the estimation sample (rows used, with ``event_time``, ``treated``, ``y``, ``w``).
-    extras : ``did2s`` (coefficients, covariance) and the pre-trend pyfixest fit.
+    data : the estimation sample: rows used, with the ids, plan weights, ``event_time``,
+        ``treated``, the outcome's column and weights, ``y`` and ``w``.
+    extras : ``did2s`` and ``pretrend``: the fits' coefficients, covariance and
+        residuals (:func:`did2s`, :func:`lead_regression`, without their bootstrap maps).
     """
 
     outcome: str
@@ -111,7 +113,8 @@ def estimation_sample(events: pd.DataFrame, outcome: str, *, post_window: int,
 
     Drops rows without the outcome or with zero weight, treated rows after
     ``post_window``, reps with no untreated row (no rep effect to impute with) and
-    treated rows in quarters without any untreated row (no quarter effect).
+    treated rows in quarters without any untreated row (no quarter effect). Keeps the
+    columns of :class:`EventStudyResult` ``data``.
     """
     column, weights, _ = OUTCOMES[outcome]
     needed = [column, "rep_id", "quarter", "team_id"]
@@ -134,7 +137,10 @@ def estimation_sample(events: pd.DataFrame, outcome: str, *, post_window: int,
         log.info("%s: %d rows without an untreated rep or quarter to impute from dropped",
                  outcome, int((~ok).sum()))
     rows = rows[ok]
-    data = events.take(rows).reset_index(drop=True)
+    # the columns the estimators and a reader of the sample need, not the whole panel
+    kept = [UNIT, "team_id", "quarter", "event_time", "treated", *WEIGHTS, column,
+            *([weights] if weights else [])]
+    data = events[list(dict.fromkeys(kept))].take(rows).reset_index(drop=True)
     data["y"] = events[column].to_numpy()[rows].astype(float)
     data["w"] = 1.0 if weights is None else events[weights].to_numpy()[rows].astype(float)
     return data
@@ -174,7 +180,13 @@ def event_study(events: pd.DataFrame, outcome: str, *, pre_window: int | None = 
     effects = effects_frame(leads + lags[0])
     effects["per"] = np.nan  # the effect of a switch, not of 0.10 of weight
     return EventStudyResult(outcome, scale, effects, tests, data,
-                            {"did2s": lags[1], "pretrend": fit_pre})
+                            {"did2s": _kept(lags[1]), "pretrend": _kept(fit_pre)})
+
+
+def _kept(fit: dict | None) -> dict | None:
+    """``fit`` without the bootstrap's closures: they hold the design matrices and the
+    sparse factorisation (at company scale tens of MiB per outcome) and are spent."""
+    return None if fit is None else {k: v for k, v in fit.items() if not callable(v)}
 
 
 def _did2s_rows(data: pd.DataFrame, outcome: str, scale: str, post_window: int,

@@ -33,6 +33,18 @@ log = logging.getLogger(__name__)
 
 Z_THRESHOLD = 3.0
 MAD_SCALE = 1.4826
+#: The columns of ``Prepared.tables`` :func:`survey_gaming` uses (given its ``surveys``).
+TABLE_COLUMNS = {"reps": ("rep_id", "team_id"),
+                 "contracts": ("rep_id", "customer_id", "start_date", "end_date", "cancel_date"),
+                 "customers": ("customer_id", "acquired_date", "segment")}
+
+
+def gaming_tables(prepared) -> dict[str, pd.DataFrame]:
+    """The tables :func:`survey_gaming` reads, with only the columns it uses."""
+    from analysis.decision.frames import read_columns
+
+    return {name: read_columns(prepared, "tables", name, columns)
+            for name, columns in TABLE_COLUMNS.items()}
 
 
 def survey_gaming(tables: dict[str, pd.DataFrame], quarter: str, *, quarters: int = 4,

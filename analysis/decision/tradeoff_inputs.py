@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.decision.frames import read_batches, read_columns
 from analysis.quarters import shift_quarter
 
 #: Quarters (ending with the analysed one) over which the objective's inputs are measured.
@@ -77,23 +78,28 @@ def objective_inputs(prepared, *, horizon: float = 3.0,
     quarters = {shift_quarter(prepared.quarter, -k) for k in range(window)}
     panel = prepared.derived["rep_quarter_panel"]
     pw = panel[panel["quarter"].isin(quarters)]
-    # only the columns used are cut from the (large) episode, renewal and contract tables
-    ep = prepared.derived["survival_episodes"]
-    in_window = ep["quarter"].isin(quarters)
-    rn = prepared.derived["renewal_table"]
+    # only the columns used are read from the (large) episode, renewal and contract tables
+    events = days = 0  # whole numbers: summed part by part, exactly
+    for ep in read_batches(prepared, "derived", "survival_episodes",
+                           ["quarter", "start", "stop", "event"]):
+        in_window = ep["quarter"].isin(quarters)
+        events += ep.loc[in_window, "event"].sum()
+        days += (ep.loc[in_window, "stop"] - ep.loc[in_window, "start"]).sum()
+    rn = read_columns(prepared, "derived", "renewal_table", ["end_quarter", "renewed"])
     renewed = rn.loc[rn["end_quarter"].isin(quarters), "renewed"]
     day = pd.Timestamp(prepared.quarter_end)
-    c = prepared.tables["contracts"]
+    c = read_columns(prepared, "tables", "contracts",
+                     ["start_date", "end_date", "cancel_date", "annual_value"])
     active_value = c.loc[(c["start_date"] <= day) & (c["end_date"] >= day)
                          & (c["cancel_date"].isna() | (c["cancel_date"] > day)), "annual_value"]
-    years = float((ep.loc[in_window, "stop"] - ep.loc[in_window, "start"]).sum()) / 365.25
+    years = float(days) / 365.25
     csat_w = pw["csat_responses"].to_numpy(float)
     nps_w = pw["nps_responses"].to_numpy(float)
     return ObjectiveInputs(
         bookings=_mean(pw["bookings"]),
         customers=_mean(pw["exposure"]),
         annual_value=_mean(active_value),
-        churn_hazard=_ratio(ep.loc[in_window, "event"].sum(), years),
+        churn_hazard=_ratio(events, years),
         renewal_rate=_mean(renewed.astype(float)),
         complaint_rate=_ratio(pw["complaints"].sum(), pw["exposure"].sum()),
         csat=_ratio(np.nansum(pw["csat_mean"].fillna(0) * csat_w), csat_w.sum()),

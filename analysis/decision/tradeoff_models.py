@@ -29,6 +29,7 @@ import copy
 import logging
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from scipy import stats
 from scipy.special import expit
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
+from analysis.decision.frames import read_batches, read_columns
 from analysis.decision.heterogeneity import (logit_newton, sparse_cr1, sparse_design,
                                              team_fe_logit, unidentified)
 from analysis.errors import ParameterError
@@ -81,8 +83,14 @@ def panel_data(panel: pd.DataFrame, x0: float) -> pd.DataFrame:
     return pd.concat([data.drop(columns=list(TERMS)), _regressors(data, x0)], axis=1)
 
 
-def churn_cells(episodes: pd.DataFrame, x0: float, band_days: int = BAND_DAYS) -> pd.DataFrame:
-    """Episodes aggregated to team × tenure band × quarter × plan cells (events, days at risk)."""
+#: The ``survival_episodes`` columns :func:`churn_cells` uses.
+EPISODE_COLUMNS = ("team_id", "quarter", "start", "stop", "event", *WEIGHTS)
+#: The ``renewal_table`` columns :func:`renewal_data` uses.
+RENEWAL_COLUMNS = ("team_id", "end_quarter", "renewed", *WEIGHTS)
+
+
+def _cell_sums(episodes: pd.DataFrame, band_days: int) -> pd.DataFrame:
+    """Events and days at risk of ``episodes`` by cell (rows without a plan left out)."""
     keep = episodes[list(WEIGHTS)].notna().all(axis=1).to_numpy()
 
     def col(name: str) -> np.ndarray:  # rows with a plan, without copying the whole frame
@@ -95,7 +103,23 @@ def churn_cells(episodes: pd.DataFrame, x0: float, band_days: int = BAND_DAYS) -
         ("team_id", col("team_id")), ("band", (start // band_days).astype(int)),
         ("quarter", col("quarter")), *((t, col(t)) for t in TERMS))]
     sums = pd.DataFrame({"events": col("event"), "days": (col("stop") - start).astype(float)})
-    cells = sums.groupby(keys, sort=True).sum().reset_index()
+    return sums.groupby(keys, sort=True).sum()
+
+
+def churn_cells(episodes: pd.DataFrame | Iterable[pd.DataFrame], x0: float,
+                band_days: int = BAND_DAYS) -> pd.DataFrame:
+    """Episodes aggregated to team × tenure band × quarter × plan cells (events, days at risk).
+
+    ``episodes`` is the frame or its rows in consecutive parts (:func:`model_data` reads
+    them part by part): a cell's events and days are whole numbers, summed exactly in
+    any order, so the parts give the same cells as the whole.
+    """
+    parts = [_cell_sums(part, band_days) for part in (
+        [episodes] if isinstance(episodes, pd.DataFrame) else episodes)]
+    filled = [p for p in parts if len(p)]
+    sums = (pd.concat(filled).groupby(level=list(range(filled[0].index.nlevels)), sort=True).sum()
+            if len(filled) > 1 else (filled or parts)[0])
+    cells = sums.reset_index()
     cells = pd.concat([cells.drop(columns=list(TERMS)), _regressors(cells, x0)], axis=1)
     cells["stratum"] = cells["team_id"].astype(str) + "|" + cells["band"].astype(str)
     cells["log_days"] = np.log(cells["days"])
@@ -125,8 +149,10 @@ def model_data(prepared, x0: float) -> dict[str, pd.DataFrame]:
     comp["log_exposure"] = np.log(comp["exposure"])
     return {"bookings": panel, "csat": panel[panel["csat_responses"] > 0],
             "nps": panel[panel["nps_responses"] > 0], "complaints": comp,
-            "churn": churn_cells(prepared.derived["survival_episodes"], x0),
-            "renewal": renewal_data(prepared.derived["renewal_table"], x0)}
+            "churn": churn_cells(read_batches(prepared, "derived", "survival_episodes",
+                                              EPISODE_COLUMNS), x0),
+            "renewal": renewal_data(read_columns(prepared, "derived", "renewal_table",
+                                                 RENEWAL_COLUMNS), x0)}
 
 
 # ---------------------------------------------------------------- fits
