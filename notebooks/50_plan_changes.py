@@ -105,8 +105,7 @@ effects
 # `p_value`: it accounts for the number of subgroups tried.
 
 # %%
-subgroups = fit_cache.cached(prepared, "heterogeneity", heterogeneity.heterogeneity,
-                             prepared.derived, prepared.tables, prepared.as_of)
+subgroups = fit_cache.cached(prepared, "heterogeneity", heterogeneity.subgroup_effects, prepared)
 subgroups[["outcome", "term", "model", "estimate", "conf_low", "conf_high", "p_value",
            "p_adjusted"]]
 

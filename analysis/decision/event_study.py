@@ -64,6 +64,7 @@ from analysis.decision.event_study_pretrend import (PRETREND_COLUMNS,  # noqa: F
 from analysis.decision.plan_switches import (cohorts, event_panel, event_term,  # noqa: F401
                                              plan_switches, quarter_key)
 from analysis.errors import ParameterError
+from analysis.memory import return_free_memory
 from analysis.models import design
 from analysis.models.tidy import effects_frame
 
@@ -250,6 +251,7 @@ def event_studies(panel: pd.DataFrame, tables: dict[str, pd.DataFrame], *,
         log.info("event study %s: %d rows, pre-trend p=%.3f, %d of %d effects estimable",
                  outcome, len(res.data), p, int(res.effects["estimable"].sum()),
                  len(res.effects))
+    return_free_memory()  # the estimators' temporaries: hundreds of MiB at company scale
     return out
 
 

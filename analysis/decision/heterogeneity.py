@@ -415,6 +415,23 @@ def _scope_fit(work: pd.DataFrame, weights: str):
     return coef, cov, int(fit._N), ""
 
 
+#: The ``renewal_table`` columns :func:`heterogeneity` uses.
+RENEWAL_COLUMNS = (*WEIGHTS, "renewed", *FE, "tenure_days", "segment", "plan_id")
+
+
+def subgroup_effects(prepared, **kwargs) -> pd.DataFrame:
+    """:func:`heterogeneity` of a prepared quarter, reading only the renewal columns used.
+
+    ``kwargs`` are :func:`heterogeneity`'s keywords.
+    """
+    from analysis.decision.frames import read_columns
+
+    derived = {"renewal_table": read_columns(prepared, "derived", "renewal_table",
+                                             RENEWAL_COLUMNS),
+               "rep_quarter_panel": prepared.derived["rep_quarter_panel"]}
+    return heterogeneity(derived, prepared.tables, prepared.as_of, **kwargs)
+
+
 @single_threaded_blas()
 def heterogeneity(derived: dict[str, pd.DataFrame], tables: dict[str, pd.DataFrame],
                   as_of, *, method: Method = "holm",
