@@ -292,7 +292,7 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
         ``OUT/.failed/`` and the previous ``OUT/<quarter>/`` is untouched.
     RunInterrupted : Ctrl-C or SIGTERM; the run is kept under ``OUT/.failed/`` likewise.
     """
-    from .prepare import prepare, release, run_environment
+    from .prepare import prepare_in_child, run_environment
 
     started = utc_now()
     if lang not in LANGS:
@@ -307,9 +307,10 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     takes = check_parameters(notebooks, extra)
     reads = {nb: reads_findings_of(nb, notebooks) for nb in notebooks}
     src = source_parameter(source)
-    # the kernels read the prepared cache; this process keeps none of the tables
-    prepared = release(prepare(src or None, quarter, as_of, fresh=True,
-                               pseudonymise=pseudonymise))
+    # prepared in a child process, so this one stays small while the kernels run (they
+    # read the prepared cache); meanwhile this one imports what executing needs
+    prepared = prepare_in_child(src or None, quarter, as_of, fresh=True,
+                                pseudonymise=pseudonymise, poll=_warm_up)
     out = Path(out or config.REPORTS_DIR).resolve()
     run_id = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
     staging = out / ".staging" / f"{prepared.quarter}-{run_id}"
@@ -361,6 +362,15 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     if not index.exists():
         log.warning("the run wrote no index.html (is 90_quarterly_report among the notebooks?)")
     return index
+
+
+@functools.lru_cache(maxsize=1)
+def _warm_up() -> None:
+    """Import what executing and exporting the notebooks needs (once; called while the
+    inputs are prepared in another process, so on two cores it costs the run no time)."""
+    _engine_name()
+    _html_exporter().template  # noqa: B018 - loads and compiles the templates
+    from jupyter_client.manager import AsyncKernelManager  # noqa: F401
 
 
 class _Terminated(KeyboardInterrupt):
@@ -660,14 +670,14 @@ def preload_lines(notebook: Path) -> list[str]:
         (bound[node.value.id], node.attr) for tree in trees for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
         and bound.get(node.value.id, "").startswith(own + ".")))
-    code = (f"import importlib as _kpisat_importlib\nfor _kpisat_module in {modules!r}:\n"
-            "    try:\n        _kpisat_importlib.import_module(_kpisat_module)\n"
-            "    except ImportError:\n        pass\n"
-            f"for _kpisat_module, _kpisat_name in {attributes!r}:\n"
-            "    try:\n        getattr(_kpisat_importlib.import_module(_kpisat_module), "
-            "_kpisat_name)\n"
-            "    except (ImportError, AttributeError):\n        pass\n"
-            "del _kpisat_importlib, _kpisat_module")
+    code = ("def _kpisat_preload():\n    import importlib\n"
+            f"    for module in {modules!r}:\n"
+            "        try:\n            importlib.import_module(module)\n"
+            "        except ImportError:\n            pass\n"
+            f"    for module, name in {attributes!r}:\n"
+            "        try:\n            getattr(importlib.import_module(module), name)\n"
+            "        except (ImportError, AttributeError):\n            pass\n"
+            "_kpisat_preload()\ndel _kpisat_preload")
     return ["--IPKernelApp.exec_lines=" + json.dumps([code])]
 
 

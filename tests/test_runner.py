@@ -386,6 +386,69 @@ def test_a_notebook_naming_what_it_reads_waits_for_those_only():
     assert runner._ready(plan[3], plan, {0, 1, 2})
 
 
+def test_notebooks_that_others_wait_for_start_first():
+    # the sample's shape: 00..40 independent; 50 reads 10, 20, 30; 60 waits for all
+    plan = _plan(True, True, True, True, True, False, False)
+    plan[5].reads = [1, 2, 3]
+    order = [j.index for j in runner._run_order(plan)]
+    assert order == [1, 2, 3, 0, 4, 5, 6]
+    for pos, i in enumerate(order):  # each comes after everything it depends on
+        assert set(runner._depends_on(plan[i], plan)) <= set(order[:pos])
+
+
+def test_the_run_order_keeps_prefix_order_without_readers():
+    plan = _plan(True, True, False, True)
+    assert [j.index for j in runner._run_order(plan)] == [0, 1, 2, 3]
+
+
+def test_preload_looks_up_the_attributes_the_notebook_reads(tmp_path):
+    nb = _notebook([nbformat.v4.new_code_cell(
+        "import math\nfrom analysis import decision, config as c\n"
+        "x = decision.tradeoff_analysis\ny = c.REPORTS_DIR\nz = math.pi")])
+    nbformat.write(nb, tmp_path / "10_a.ipynb")
+    (arg,) = runner.preload_lines(tmp_path / "10_a.ipynb")
+    code = json.loads(arg.split("=", 1)[1])[0]
+    assert "('analysis.decision', 'tradeoff_analysis')" in code
+    assert "('analysis.config', 'REPORTS_DIR')" in code
+    assert "'pi'" not in code  # only this project's modules
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - the kernel runs exactly this
+    assert set(namespace) == {"__builtins__"}  # binds nothing in the notebook
+
+
+def test_the_html_exporter_is_reused_with_the_same_output(tmp_path):
+    nb = _notebook([nbformat.v4.new_markdown_cell("# Title"),
+                    nbformat.v4.new_code_cell("1 + 1")])
+    for name in ("10_a", "20_b"):
+        nbformat.write(nb, tmp_path / f"{name}.ipynb")
+    again = runner.export_html(tmp_path / "10_a.ipynb").read_text(encoding="utf-8")
+    runner._html_exporter.cache_clear()
+    fresh = runner.export_html(tmp_path / "20_b.ipynb").read_text(encoding="utf-8")
+    assert again.replace("10_a", "20_b") == fresh
+
+
+def test_the_packages_import_their_modules_on_first_use():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.models, analysis.decision, analysis.cli\n"
+            "analysis.cli.build_parser('run')\n"
+            "heavy = [m for m in ('lifelines', 'pyfixest', 'statsmodels', 'scipy.stats')"
+            " if m in sys.modules]\n"
+            "from analysis.models import fit_churn, ModelResults\n"
+            "from analysis.decision import tradeoff_analysis\n"
+            "print(heavy, fit_churn.__module__, ModelResults.__module__,"
+            " tradeoff_analysis.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["[]", "analysis.models.survival", "analysis.models.tidy",
+                   "analysis.decision.tradeoff"]
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        import analysis.decision
+
+        analysis.decision.nothing  # noqa: B018
+
+
 def test_reads_must_name_notebooks_that_run_before(tmp_path):
     nbs = []
     for name, reads in (("10_a", None), ("20_b", ["10_a"]), ("30_c", ["40_d"]), ("40_d", None)):
