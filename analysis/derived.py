@@ -1,7 +1,8 @@
 """Derived tables: the rep x quarter panel, survival episodes and renewal decisions.
 
 Each table is one SQL file in ``analysis/sql/`` (a chain of named CTEs), run by DuckDB
-on an in-memory connection over the typed tables of the as-of view. The SQL keeps to
+on an in-memory connection over the typed tables of the as-of view (DataFrames, or the
+Parquet files a prepared quarter writes them to). The SQL keeps to
 the dialect DuckDB and PostgreSQL share, so the same files can run where the data
 lives. Known differences, all outside the SQL's logic:
 
