@@ -33,13 +33,17 @@ from IPython.display import Markdown, display
 
 from analysis import config, findings, fit_cache, plots, report_text
 from analysis.i18n import Catalogue
+from analysis.models.design import read_derived
 from analysis.prepare import prepare
 
 # %matplotlib inline
 
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
-episodes = prepared.derived["survival_episodes"]
+# only the columns the models read, ids as categoricals: a quarter of the memory at scale
+episodes = read_derived(prepared, "survival_episodes",
+                        ["customer_id", "team_id", "plan_id", "quarter", "start", "stop",
+                         "event", *config.WEIGHTS])
 catalogue = Catalogue(lang)
 term_labels = {t: catalogue.label("terms", t) for t in config.TERMS}
 plan_names = prepared.tables["kpi_plans"].set_index("plan_id")["name"]

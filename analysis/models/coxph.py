@@ -155,16 +155,13 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     if not converged:
         log.warning("Cox fit (lifelines) did not converge")
     # popped: the sorted copy of the design and the risk sets are freed with the call
+    # score residuals in ascending row order (``at_risk``), not lifelines' order
     res = efron_residuals(*fit.pop("rows_sorted"), fit["params"], fit["codes"],
-                          risk_sets=fit.pop("risk_sets"))
-    score = np.empty_like(res.score)       # back to ascending row order
-    score[fit["sort"]] = res.score
-    schoenfeld, event_times = res.schoenfeld, res.event_times
-    del res
+                          risk_sets=fit.pop("risk_sets"), score_order=fit["sort"])
     return CoxFit(params=fit["params"], cov_naive=fit["cov"], loglik=fit["loglik"],
                   loglik_null=fit["loglik_start"], score_rows=fit["at_risk"],
-                  score_at_risk=score, n_rows=len(start), schoenfeld=schoenfeld,
-                  event_times=event_times, n_events=int(event.sum()), converged=converged)
+                  score_at_risk=res.score, n_rows=len(start), schoenfeld=res.schoenfeld,
+                  event_times=res.event_times, n_events=int(event.sum()), converged=converged)
 
 
 def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
