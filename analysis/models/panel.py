@@ -2,11 +2,13 @@
 
 All with rep and quarter fixed effects and errors clustered by team: the
 leave-one-team-out jackknife (CR3, :mod:`analysis.models.jackknife`) with t(G−1)
-intervals. Linear models take it from pyfixest (``vcov={"CRV3": "team_id"}``,
+intervals. Linear models take pyfixest's CRV3 (``vcov={"CRV3": "team_id"}``,
 which refits the weighted FE model without each team, centred at the full
 estimate) with the library's CR1 factor switched off (``ssc(k_adj=False,
 G_adj=False)``) and the textbook (G−1)/G applied; the Poisson model refits
-``pf.fepois`` itself, because pyfixest's CRV3 refits drop the offset. A term that
+``pf.fepois`` itself, because pyfixest's CRV3 refits drop the offset. Both run
+pyfixest's estimator on each leave-one-team-out sample from model matrices built
+once (:class:`_Refits`, the same numbers as the library's calls). A term that
 varies within reps of one team only is not identified without it and is then
 non-estimable (its refits run the generic loop without it). With more than
 ``JACKKNIFE_MAX_CLUSTERS`` teams there is no jackknife: the errors are pyfixest's
