@@ -801,7 +801,9 @@ def _engine_name() -> str:
         def execute_managed_notebook(cls, nb_man, kernel_name, km=None, log_output=False,
                                      stdout_file=None, stderr_file=None, start_timeout=60,
                                      execution_timeout=None, **kwargs):
-            """Papermill's, with a kernel started ahead: the client owns it (shuts it down)."""
+            """Papermill's, with a kernel started ahead: the client owns it and kills it
+            once the last cell's output is in (a graceful shutdown waits seconds for the
+            kernel to tear its interpreter down, which nothing of the run needs)."""
             from papermill.clientwrap import PapermillNotebookClient
             from papermill.engines import logger
 
@@ -809,6 +811,7 @@ def _engine_name() -> str:
             client = PapermillNotebookClient(
                 nb_man, km=km, timeout=execution_timeout, startup_timeout=start_timeout,
                 iopub_timeout=IOPUB_TIMEOUT, kernel_name=kernel_name, log=logger,
+                shutdown_kernel="immediate",
                 log_output=log_output,
                 stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
             client.owns_km = True
