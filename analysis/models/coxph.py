@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import linalg
+from scipy import linalg, sparse
 
 from analysis.models.clustered import _cluster_index, cluster_sandwich
 from analysis.models.cox_residuals import _RiskSets, efron_derivatives, efron_residuals
@@ -112,13 +112,18 @@ def _cluster_sums(score: np.ndarray, rows: np.ndarray, clusters: np.ndarray) -> 
     """Σ of the score residuals within each cluster (G, p), clusters in sorted label order.
 
     The sums :func:`analysis.models.clustered.cluster_scores` forms from the full
-    per-row matrix, bit for bit: each cluster adds its rows in row order (``rows``
-    ascending; the rows left out have zero residuals), by ``np.bincount`` per column.
+    per-row matrix, bit for bit: each cluster adds its rows one after another in row
+    order (``rows`` ascending; the rows left out have zero residuals), here as the
+    product with a sparse cluster-by-row indicator whose rows list their columns in
+    ascending order (scipy adds the products of a row in stored order).
     """
     g, inverse = _cluster_index(clusters)
     inverse = inverse[rows]
-    return np.column_stack([np.bincount(inverse, weights=score[:, j], minlength=g)
-                            for j in range(score.shape[1])]).reshape(g, score.shape[1])
+    members = np.argsort(inverse, kind="stable")
+    indptr = np.r_[0, np.cumsum(np.bincount(inverse, minlength=g))]
+    indicator = sparse.csr_matrix((np.ones(len(members)), members, indptr),
+                                  shape=(g, len(rows)))
+    return np.asarray(indicator @ score).reshape(g, score.shape[1])
 
 
 def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None = None

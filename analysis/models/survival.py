@@ -27,7 +27,7 @@ import pandas as pd
 from lifelines.exceptions import ConvergenceError, StatError
 from scipy import stats
 
-from analysis.config import MIN_CLUSTERS, TERMS, WEIGHTS
+from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS, WEIGHTS
 from analysis.models import design
 from analysis.models.coxph import CoxFit, _sort_order, cox_fit, refit_coefficients
 from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
@@ -113,13 +113,28 @@ def _quarter_names(levels: np.ndarray) -> list[str]:
     return [f"q_{q}" for q in levels[1:]]
 
 
-def _design(x: np.ndarray, codes: np.ndarray, n_levels: int) -> np.ndarray:
-    """``x`` with the :func:`_quarter_dummies` of the quarter ``codes`` appended (float64)."""
+def _design(x: np.ndarray, codes: np.ndarray, n_levels: int,
+            rows: np.ndarray | None = None) -> np.ndarray:
+    """``x`` (its ``rows`` if given) with the :func:`_quarter_dummies` of the quarter
+    ``codes`` appended (float64)."""
     out = np.zeros((len(codes), x.shape[1] + max(n_levels - 1, 0)))
-    out[:, :x.shape[1]] = x
+    if rows is None:
+        out[:, :x.shape[1]] = x
+    else:   # column by column: no copy of x[rows]
+        for j in range(x.shape[1]):
+            out[:, j] = x[:, j][rows]
     rows = np.flatnonzero(codes >= 1)   # the first quarter is the reference: no column
     out[rows, x.shape[1] - 1 + codes[rows]] = 1.0
     return out
+
+
+def _regressors(data: pd.DataFrame) -> pd.DataFrame:
+    """:func:`design.regressors`, the same numbers, from one row-major array (the frame
+    wraps it: no copy of the weight columns first)."""
+    values = np.empty((len(data), len(TERMS)))
+    for j, term in enumerate(TERMS):
+        values[:, j] = data[term].to_numpy(float) / EFFECT_PER
+    return pd.DataFrame(values, columns=list(TERMS), index=data.index, copy=False)
 
 
 def _distinct_designs(x: pd.DataFrame, strata: np.ndarray, quarters: np.ndarray
@@ -189,7 +204,7 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
     if n_obs == 0 or int(data["event"].sum()) == 0:
         return empty_fit(OUTCOME, MODEL, SCALE, TERMS, "not estimable: no churn events",
                          n_obs=n_obs, n_clusters=g)
-    x = design.regressors(data)
+    x = _regressors(data)
     xd, sd, qd_codes, counts = _distinct_designs(x, strata, quarters)
     reasons = design.identifiability(xd, [sd, qd_codes], "team strata and quarter",
                                      weights=counts)
@@ -208,7 +223,7 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
     # quarters without an event: their indicator's MLE is at -inf; drop them (that limit)
     if len(with_events := _with_events(data, quarters)) < len(data):
         data = with_events
-        strata, x = design.factor_codes(data["team_id"]), design.regressors(data)
+        strata, x = design.factor_codes(data["team_id"]), _regressors(data)
         g = int(strata.max()) + 1
         quarters, levels = _quarter_factor(data["quarter"])
     del with_events
@@ -222,7 +237,7 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
         # the design of the rows cox_fit uses (those at risk) only
         fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
                       data["event"].to_numpy(int),
-                      lambda rows: _design(xk[rows], quarters[rows], len(levels)), strata,
+                      lambda rows: _design(xk, quarters[rows], len(levels), rows), strata,
                       names=names)
         cov = fit.cov_robust(strata, small_sample=True)   # strata = teams
     except (ConvergenceError, np.linalg.LinAlgError) as exc:
