@@ -1,14 +1,14 @@
 """Run the quarterly notebooks with papermill and publish the run folder atomically.
 
-``run()`` prepares the inputs once in this process (so a bad input or parameter is
-reported before any kernel starts, and the notebooks load the prepared cache; the
-tables are then released, so this process stays small while the kernels run),
-checks every notebook's parameters cell against what it will inject, executes the
-notebooks in a private staging folder ``OUT/.staging/<quarter>-<run id>/`` in order
-of their two-digit prefix, merges the findings fragments after each one, exports the
-executed notebooks to HTML, writes ``manifest.json`` and finally renames the staging
-folder to ``OUT/<quarter>/``. A failed run is moved to ``OUT/.failed/`` for
-debugging and the previously published quarter is left as it was.
+``run()`` checks every notebook's parameters cell against what it will inject, then
+prepares the inputs once, in a child process (so a bad input or parameter is reported
+before any kernel starts, the notebooks load the prepared cache, and this process
+stays small while the kernels run; meanwhile it imports what executing needs),
+executes the notebooks in a private staging folder ``OUT/.staging/<quarter>-<run
+id>/``, merges the findings fragments after each one, exports the executed notebooks
+to HTML, writes ``manifest.json`` and finally renames the staging folder to
+``OUT/<quarter>/``. A failed run is moved to ``OUT/.failed/`` for debugging and the
+previously published quarter is left as it was.
 
 Notebooks that declare themselves independent (``kpisat: {independent: true}`` in
 their metadata: they read only the prepared inputs) run up to ``jobs`` at a time;
@@ -16,8 +16,10 @@ a notebook that names the notebooks whose findings it reads (``kpisat: {reads:
 [...]}``, like the trade-offs) waits for those only; any other notebook (like the
 report) waits for every notebook before it and runs alone.
 Findings are merged in notebook order whatever order notebooks finish in, so the
-published run does not depend on ``jobs``. While a core is free, the kernel of the
-next notebook is started ahead and imports that notebook's modules.
+published run does not depend on ``jobs``. Notebooks start in order of how many
+notebooks wait for them (those the trade-offs read first), then of their prefix. While
+a core is free, the kernel of the next notebook is started ahead and imports that
+notebook's modules. A notebook's kernel is killed once its last output is in.
 
 Faults and how they are reported (one line each, naming the notebook and the cell;
 the executed notebook, as far as it got, is kept in the failed run with the failing
