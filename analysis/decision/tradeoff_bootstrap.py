@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
+from statsmodels.regression.linear_model import WLS
 
 from analysis.config import SEED
 from analysis.decision.tradeoff_inputs import ObjectiveInputs, customer_value
@@ -62,7 +62,7 @@ def linear_fwl(data: pd.DataFrame, outcome: str, rhs: list[str],
                             ).astype(np.uint64)
     z = np.column_stack([sub[y].to_numpy(float), sub[rhs].to_numpy(float)])
     zd, _ = demean(z, flist, w[keep], tol=1e-10)
-    res = sm.WLS(zd[:, 0], zd[:, 1:], weights=w[keep]).fit()
+    res = WLS(zd[:, 0], zd[:, 1:], weights=w[keep]).fit()
     return pd.Series(np.asarray(res.params), index=rhs)
 
 

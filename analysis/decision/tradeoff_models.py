@@ -36,9 +36,10 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyfixest as pf
-import statsmodels.api as sm
 from scipy import stats
 from scipy.special import expit
+from statsmodels.genmod import families
+from statsmodels.genmod.generalized_linear_model import GLM
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
 from analysis.decision.frames import read_batches, read_columns
@@ -370,7 +371,7 @@ def _renewal(data: pd.DataFrame, rhs: list[str]) -> tuple[pd.Series, pd.DataFram
     groups = pd.factorize(data["team_id"])[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = sm.GLM(data["renewed"].astype(float), x, family=sm.families.Binomial()).fit(
+        res = GLM(data["renewed"].astype(float), x, family=families.Binomial()).fit(
             cov_type="cluster", cov_kwds={"groups": groups})
     return res.params[kept], res.cov_params().loc[kept, kept]
 
