@@ -98,7 +98,8 @@ def test_cox_fit_with_a_design_function_equals_the_full_design(episodes):
 
     want = coxph.cox_fit(start, stop, event, x, strata, names=COLS)
     got = coxph.cox_fit(start, stop, event, design, strata, names=COLS)
-    assert built == [len(start) - 5]  # only the rows at risk were built
+    # only the rows at risk were built, twice: lifelines standardises the first in place
+    assert built == [len(start) - 5] * 2
     for name in ("params", "cov_naive", "score_residuals", "schoenfeld", "event_times"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert (got.loglik, got.loglik_null, got.converged) == (want.loglik, want.loglik_null,

@@ -212,7 +212,7 @@ def _weighted_gram(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def efron_residuals(start, stop, event, x, beta, strata=None, *,
                     risk_sets: _RiskSets | None = None,
-                    score_order: np.ndarray | None = None) -> CoxResiduals:
+                    overwrite_x: bool = False) -> CoxResiduals:
     """Score and Schoenfeld residuals of an Efron Cox model at coefficients ``beta``.
 
     Parameters
@@ -223,9 +223,8 @@ def efron_residuals(start, stop, event, x, beta, strata=None, *,
     beta : (p,) coefficients, normally a library's maximum partial likelihood estimate.
     strata : (n,) integer stratum codes, or None.
     risk_sets : the :class:`_RiskSets` of these rows if already built (saves the work).
-    score_order : a permutation of the rows: the score residual of row i is then row
-        ``score_order[i]`` of ``score`` (written there directly, without a second
-        n×p array).
+    overwrite_x : the score residuals may overwrite ``x`` (a float array), so that no
+        second n×p array is allocated.
 
     Returns
     -------
@@ -246,16 +245,16 @@ def efron_residuals(start, stop, event, x, beta, strata=None, *,
     # by row blocks (no n×p temporaries: 150 MB each at company scale)
     cg = np.concatenate([np.zeros((1, g.shape[1])), np.cumsum(g, 0)])
     r = t["r"]
-    score = np.empty_like(x)
-    to = None if score_order is None else np.asarray(score_order)
-    for a in range(0, len(score), GRAM_BLOCK):
+    schoen = x[rs.ev_sorted] - xbarbar[rs.k_sorted]
+    x_ev = x[ev]
+    score = x if overwrite_x else np.empty_like(x)
+    for a in range(0, len(score), GRAM_BLOCK):   # each block read before it is written
         b = slice(a, a + GRAM_BLOCK)
         block = np.multiply(x[b], a1_row[b, None])
         block -= cg[rs.hi[b]]
         block += cg[rs.lo[b]]
         block *= -r[b, None]
-        score[b if to is None else to[b]] = block
-    score[ev if to is None else to[ev]] += x[ev] - xbarbar[kr] - r[ev, None] * own[kr]
-    schoen = x[rs.ev_sorted] - xbarbar[rs.k_sorted]
+        score[b] = block
+    score[ev] += x_ev - xbarbar[kr] - r[ev, None] * own[kr]
     return CoxResiduals(score=score, schoenfeld=schoen, event_times=rs.event_times,
                         loglik=t["loglik"])

@@ -66,7 +66,8 @@ class CoxFit:
     params : coefficients (lifelines ``params_``).
     cov_naive : model-based covariance, the inverse information (lifelines ``variance_matrix_``).
     loglik, loglik_null : partial log-likelihood at ``params`` and at zero (lifelines).
-    score_rows : the input rows in some risk set, ascending (the others have zero residuals).
+    score_rows : the input rows in some risk set (in lifelines' order; the other rows
+        have zero residuals).
     score_at_risk : their score residuals (len(score_rows), p) at ``params``.
     n_rows : number of input rows.
     schoenfeld : Schoenfeld residuals of the event rows (n_events, p).
@@ -112,14 +113,17 @@ def _cluster_sums(score: np.ndarray, rows: np.ndarray, clusters: np.ndarray) -> 
     """Σ of the score residuals within each cluster (G, p), clusters in sorted label order.
 
     The sums :func:`analysis.models.clustered.cluster_scores` forms from the full
-    per-row matrix, bit for bit: each cluster adds its rows one after another in row
-    order (``rows`` ascending; the rows left out have zero residuals), here as the
-    product with a sparse cluster-by-row indicator whose rows list their columns in
-    ascending order (scipy adds the products of a row in stored order).
+    per-row matrix, bit for bit: each cluster adds its rows one after another in
+    ascending row order (the rows not in ``rows`` have zero residuals), here as the
+    product with a sparse cluster-by-residual indicator whose rows list their
+    residuals in that order (scipy adds the products of a row in stored order).
     """
     g, inverse = _cluster_index(clusters)
-    inverse = inverse[rows]
-    members = np.argsort(inverse, kind="stable")
+    position = np.full(len(clusters), -1)
+    position[rows] = np.arange(len(rows))
+    ascending = position[position >= 0]          # residual rows by ascending input row
+    inverse = inverse[rows[ascending]]
+    members = ascending[np.argsort(inverse, kind="stable")]
     indptr = np.r_[0, np.cumsum(np.bincount(inverse, minlength=g))]
     indicator = sparse.csr_matrix((np.ones(len(members)), members, indptr),
                                   shape=(g, len(rows)))
@@ -135,8 +139,9 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     start, stop : (n,) risk interval (start, stop] of each row; start < stop.
     event : (n,) 1 if the event happens at ``stop``.
     x : (n, p) covariates (constant within a row's interval), array or DataFrame; or a
-        function of an index array returning those rows of the covariates (only the
-        rows at risk are then built; ``names`` is required).
+        function of an index array returning those rows of the covariates as a new
+        array (only the rows at risk are then built, twice: lifelines standardises
+        the first in place; ``names`` is required).
     strata : (n,) stratum labels, or None.
     names : column names (default: the DataFrame's, else x0..x{p-1}).
 
@@ -160,23 +165,30 @@ def cox_fit(start, stop, event, x, strata=None, *, names: Sequence[str] | None =
     if not converged:
         log.warning("Cox fit (lifelines) did not converge")
     # popped: the sorted copy of the design and the risk sets are freed with the call
-    # score residuals in ascending row order (``at_risk``), not lifelines' order
+    # the residuals overwrite the (rebuilt) design: one n×p array at a time
     res = efron_residuals(*fit.pop("rows_sorted"), fit["params"], fit["codes"],
-                          risk_sets=fit.pop("risk_sets"), score_order=fit["sort"])
+                          risk_sets=fit.pop("risk_sets"), overwrite_x=fit["rebuilt"])
     return CoxFit(params=fit["params"], cov_naive=fit["cov"], loglik=fit["loglik"],
-                  loglik_null=fit["loglik_start"], score_rows=fit["at_risk"],
+                  loglik_null=fit["loglik_start"], score_rows=fit["rows"],
                   score_at_risk=res.score, n_rows=len(start), schoenfeld=res.schoenfeld,
                   event_times=res.event_times, n_events=int(event.sum()), converged=converged)
 
 
-def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
+def _lifelines_fit(start, stop, event, x, codes, names, beta0=None, *,
+                   design_after: bool = True) -> dict:
     """lifelines' Newton–Raphson on the rows at risk, presorted, from the Efron maximum.
 
     Returns a dict: ``params``, ``cov``, ``loglik`` (lifelines', columns in ``names``
     order), ``warnings`` (caught during the fit), ``loglik_start`` (Efron
     log-likelihood at ``beta0``, zero by default), ``rows`` (the input rows used, in
-    lifelines' order: ``at_risk[sort]``, ``at_risk`` the same rows ascending), ``rows_sorted`` ((start, stop, event, x) of those rows),
-    ``codes`` (their strata) and ``risk_sets`` (their :class:`_RiskSets`).
+    lifelines' order), ``rows_sorted`` ((start, stop, event, x) of those rows),
+    ``codes`` (their strata), ``risk_sets`` (their :class:`_RiskSets`) and ``rebuilt``.
+
+    With ``x`` a function (returning a fresh array) lifelines standardises the design
+    in place and, if ``design_after``, it is built again for ``rows_sorted``
+    (``rebuilt`` True: that array is the caller's to overwrite), so that a
+    million-row design is never held twice; without ``design_after`` the x of
+    ``rows_sorted`` is None.
     """
     # only rows in some risk set enter the likelihood and the residuals; sorted as
     # lifelines sorts (stratum, stop, event), so its own sort finds them in order
@@ -185,7 +197,8 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     sort = _sort_order(stop[at_risk], event[at_risk], None if codes is None else codes[at_risk])
     rows = at_risk[sort]
     start, stop, event = start[rows], stop[rows], event[rows]
-    x = np.asarray(x(rows), float) if callable(x) else x[rows]
+    build = x if callable(x) else None
+    x = np.asarray(build(rows), float) if build is not None else x[rows]
     codes = None if codes is None else codes[rows]
     rs = full.subset(rows, stop)
     del full
@@ -195,12 +208,15 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None) -> dict:
     fitter = _semiparametric_class()()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        params, loglik, cov = fitter.newton_raphson_sorted(x, names, start, stop, event,
-                                                           codes, init)
+        params, loglik, cov = fitter.newton_raphson_sorted(
+            x, names, start, stop, event, codes, init, overwrite=build is not None)
+    if build is not None:   # lifelines standardised the design in place
+        x = None
+        x = np.asarray(build(rows), float) if design_after else None
     order = [fitter.params_index.index(c) for c in names]
     return {"params": params[order], "cov": cov[np.ix_(order, order)], "loglik": loglik,
             "warnings": caught, "loglik_start": loglik_start, "rows": rows,
-            "at_risk": at_risk, "sort": sort,
+            "rebuilt": build is not None,
             "rows_sorted": (start, stop, event, x), "codes": codes, "risk_sets": rs}
 
 
@@ -296,12 +312,13 @@ def cox_coefficients(frame: pd.DataFrame, names: Sequence[str], *, stratified: b
 def refit_coefficients(start, stop, event, x, codes, names: Sequence[str],
                        beta0: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
     """:func:`cox_coefficients` on arrays: ``x`` an (n, p) array or, as in :func:`cox_fit`,
-    a function of the row indices at risk returning their covariates; ``codes`` integer
-    stratum codes or None; ``beta0`` the starting coefficients (None: zero)."""
+    a function of the row indices at risk returning their covariates (a new array);
+    ``codes`` integer stratum codes or None; ``beta0`` the starting coefficients (None: zero)."""
     xa = x if callable(x) else np.asarray(x, float)
     fit = _lifelines_fit(np.asarray(start, float), np.asarray(stop, float),
                          np.asarray(event).astype(int), xa, codes, list(names),
-                         None if beta0 is None else np.asarray(beta0, float))
+                         None if beta0 is None else np.asarray(beta0, float),
+                         design_after=False)
     return fit["params"], _converged(fit["warnings"])
 
 
@@ -371,12 +388,14 @@ def _semiparametric_class():
                 for a, b in zip(starts, np.r_[starts[1:], len(keys)]):
                     yield function(*(v[a:b] for v in arrays), *args)
 
-            def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None):
+            def newton_raphson_sorted(self, x, names, start_, stop, event, strata, start=None,
+                                      overwrite=False):
                 """``fit``'s Newton–Raphson on arrays already in lifelines' order.
 
                 Returns (coefficients, log-likelihood, covariance = inverse information),
                 on the original scale, columns in ``self.params_index`` order;
-                ``start``: initial coefficients on the original scale (None: zero).
+                ``start``: initial coefficients on the original scale (None: zero);
+                ``overwrite``: ``x`` (an array) may be standardised in place.
 
                 The rows must be sorted by (stratum, stop, event) as
                 ``_preprocess_dataframe`` sorts them; the pandas objects it would build
@@ -386,7 +405,7 @@ def _semiparametric_class():
                 tested).
                 """
                 return self._newton(*self.preprocess_sorted(x, names, start_, stop, event,
-                                                            strata), start)
+                                                            strata), start, overwrite)
 
             def preprocess_sorted(self, x, names, start_, stop, event, strata):
                 """What ``_preprocess_dataframe`` returns for rows already sorted:
@@ -417,10 +436,16 @@ def _semiparametric_class():
                 self._n_examples = n
                 self.strata = "_stratum" if stratified else None  # as fit() stores it
 
-            def _newton(self, x, t, e, w, entries, start):
+            def _newton(self, x, t, e, w, entries, start, overwrite=False):
                 values = x.to_numpy()  # fit()'s X.mean(0), X.std(0), in numpy
                 mean = values.mean(0)
-                scaled = values - mean   # utils.normalize's (X - mean) / std, one copy
+                # utils.normalize's (X - mean) / std: in place when allowed, else one copy
+                if overwrite and values.flags.writeable:
+                    scaled = values
+                    scaled -= mean
+                else:
+                    scaled = values - mean
+                del values
                 std = _column_std(scaled)
                 self._norm_mean = pd.Series(mean, index=x.columns)
                 self._norm_std = pd.Series(std, index=x.columns)
