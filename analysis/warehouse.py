@@ -682,7 +682,7 @@ class Warehouse:
         cols = self.present(name)
         raw_cols = ", ".join(_q(c) for c in cols)
         # a quarantined row counts when its visibility date is not after the day
-        # (an unreadable date counts as visible), as prepare.visible_quarantine
+        # (an unreadable date counts as visible), as prepare._visible_rows
         _, rows = self._query(with_ctes(ctes, f"SELECT rn, check_no, {raw_cols} FROM "
                                               f"{_q(name + '__v')} WHERE check_no > 0 "
                                               f"AND {_visible(name)} ORDER BY rn"),

@@ -294,6 +294,7 @@ def test_a_cached_quarter_reads_each_table_on_first_use(sample_dir, tmp_path, mo
 
     monkeypatch.setenv(prep.CACHE_ENV, str(tmp_path / "cache"))
     built = prep.prepare(str(sample_dir), "2025Q4", "2025-12-31")
+    built_reps, built_panel = built.tables["reps"], built.derived["rep_quarter_panel"]
     reads = []
     real = pd.read_parquet
     monkeypatch.setattr(pd, "read_parquet", lambda path, *a, **k: reads.append(Path(path).stem)
@@ -302,9 +303,8 @@ def test_a_cached_quarter_reads_each_table_on_first_use(sample_dir, tmp_path, mo
     names = set(built.tables) | set(built.derived)
     assert not names & set(reads)
     assert "deals" in cached.tables and len(cached.tables) == len(built.tables)
-    pd.testing.assert_frame_equal(cached.tables["reps"], built.tables["reps"])
-    pd.testing.assert_frame_equal(cached.derived["rep_quarter_panel"],
-                                  built.derived["rep_quarter_panel"])
+    pd.testing.assert_frame_equal(cached.tables["reps"], built_reps)
+    pd.testing.assert_frame_equal(cached.derived["rep_quarter_panel"], built_panel)
     cached.tables["reps"]
     assert [r for r in reads if r in names] == ["reps", "rep_quarter_panel"]  # each once
     with pytest.raises(KeyError):
