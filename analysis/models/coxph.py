@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, sparse
 
+from analysis.memory import return_free_memory
 from analysis.models.clustered import _cluster_index, cluster_sandwich
 from analysis.models.cox_residuals import _RiskSets, efron_derivatives, efron_residuals
 
@@ -197,11 +198,12 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None, *,
     sort = _sort_order(stop[at_risk], event[at_risk], None if codes is None else codes[at_risk])
     rows = at_risk[sort]
     start, stop, event = start[rows], stop[rows], event[rows]
-    build = x if callable(x) else None
-    x = np.asarray(build(rows), float) if build is not None else x[rows]
     codes = None if codes is None else codes[rows]
     rs = full.subset(rows, stop)
     del full
+    return_free_memory()   # the bookkeeping of every row, before the design is built
+    build = x if callable(x) else None
+    x = np.asarray(build(rows), float) if build is not None else x[rows]
     init, loglik_start = _starting_point(rs, x, beta0)
     if init is None:
         init = beta0

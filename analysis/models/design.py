@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
+from analysis.memory import return_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def read_derived(prepared, name: str, columns: Sequence[str]) -> pd.DataFrame:
     # one block per column, numeric columns without a copy of Arrow's buffers
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
-    pa.default_memory_pool().release_unused()   # the decoding buffers Arrow keeps
+    return_free_memory()   # the decoding buffers Arrow and the heap keep
     for c in strings:
         frame[c] = frame[c].cat.reorder_categories(sorted(frame[c].cat.categories))
     return frame

@@ -28,6 +28,7 @@ from lifelines.exceptions import ConvergenceError, StatError
 from scipy import stats
 
 from analysis.config import EFFECT_PER, MIN_CLUSTERS, TERMS, WEIGHTS
+from analysis.memory import return_free_memory
 from analysis.models import design
 from analysis.models.coxph import CoxFit, _sort_order, cox_fit, refit_coefficients
 from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
@@ -113,18 +114,28 @@ def _quarter_names(levels: np.ndarray) -> list[str]:
     return [f"q_{q}" for q in levels[1:]]
 
 
-def _design(x: np.ndarray, codes: np.ndarray, n_levels: int,
-            rows: np.ndarray | None = None) -> np.ndarray:
-    """``x`` (its ``rows`` if given) with the :func:`_quarter_dummies` of the quarter
-    ``codes`` appended (float64)."""
+def _design(x: np.ndarray, codes: np.ndarray, n_levels: int) -> np.ndarray:
+    """``x`` with the :func:`_quarter_dummies` of the quarter ``codes`` appended (float64)."""
     out = np.zeros((len(codes), x.shape[1] + max(n_levels - 1, 0)))
-    if rows is None:
-        out[:, :x.shape[1]] = x
-    else:   # column by column: no copy of x[rows]
-        for j in range(x.shape[1]):
-            out[:, j] = x[:, j][rows]
+    out[:, :x.shape[1]] = x
+    return _with_dummies(out, x.shape[1], codes)
+
+
+def _weights_design(weights: list[np.ndarray], rows: np.ndarray, codes: np.ndarray,
+                    n_levels: int) -> np.ndarray:
+    """:func:`_design` of the ``rows`` of the regressors whose weight columns are
+    ``weights`` (each row's weight / ``EFFECT_PER``, as :func:`_regressors`), quarter
+    ``codes`` of those rows: the regressors of the other rows are never built."""
+    out = np.zeros((len(rows), len(weights) + max(n_levels - 1, 0)))
+    for j, w in enumerate(weights):
+        out[:, j] = w[rows] / EFFECT_PER
+    return _with_dummies(out, len(weights), codes)
+
+
+def _with_dummies(out: np.ndarray, k: int, codes: np.ndarray) -> np.ndarray:
+    """``out`` with its quarter indicators (columns k.. after the ``k`` regressors) set."""
     rows = np.flatnonzero(codes >= 1)   # the first quarter is the reference: no column
-    out[rows, x.shape[1] - 1 + codes[rows]] = 1.0
+    out[rows, k - 1 + codes[rows]] = 1.0
     return out
 
 
@@ -229,16 +240,17 @@ def fit_churn(episodes: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
     del with_events
     names = keep + _quarter_names(levels)
     run_jackknife = g >= min_clusters and use_jackknife(g, jackknife_max_clusters)
-    # all terms kept: the frame's own array, not a copy
-    xk = x.to_numpy(float) if keep == list(x.columns) else x[keep].to_numpy(float)
     if not run_jackknife:
-        x = None   # only the jackknife reads the frame again
+        x = None   # only the jackknife reads the regressors again
+    weights = [data[t].to_numpy(float) for t in keep]
+    return_free_memory()   # the checks' temporaries, before the fit's large arrays
     try:
         # the design of the rows cox_fit uses (those at risk) only
         fit = cox_fit(data["start"].to_numpy(float), data["stop"].to_numpy(float),
                       data["event"].to_numpy(int),
-                      lambda rows: _design(xk, quarters[rows], len(levels), rows), strata,
-                      names=names)
+                      lambda rows: _weights_design(weights, rows, quarters[rows],
+                                                   len(levels)),
+                      strata, names=names)
         cov = fit.cov_robust(strata, small_sample=True)   # strata = teams
     except (ConvergenceError, np.linalg.LinAlgError) as exc:
         note = f"not estimable: Cox fit failed ({type(exc).__name__}: {_short(exc)})"
