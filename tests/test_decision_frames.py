@@ -96,3 +96,9 @@ def test_narrow_tables_give_the_same_subgroups_and_gaming(cached):
     pd.testing.assert_frame_equal(
         gaming.survey_gaming(gaming.gaming_tables(cached), cached.quarter, surveys=surveys),
         gaming.survey_gaming(cached.tables, cached.quarter, surveys=surveys), check_exact=True)
+
+
+def test_renewal_columns_hold_the_renewal_fixed_effects():
+    from analysis.models.renewal import FE
+
+    assert set(FE) <= set(heterogeneity.RENEWAL_COLUMNS) and set(FE) <= set(tm.RENEWAL_COLUMNS)

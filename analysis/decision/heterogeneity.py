@@ -30,7 +30,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pyfixest as pf
 from scipy import sparse
 from scipy.special import expit
 
@@ -40,7 +39,6 @@ from analysis.decision.multiple_testing import Method, adjust_pvalues
 from analysis.models import design
 from analysis.models.clustered import cluster_sandwich
 from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
-from analysis.models.renewal import FE, drop_uninformative
 from analysis.models.tidy import effect_row, effects_frame, missing_row
 
 log = logging.getLogger(__name__)
@@ -289,6 +287,9 @@ def renewal_by(renewals: pd.DataFrame, dimension: str, groups: pd.Series, *,
     """
     model, outcome, scale = f"logit_fe_by_{dimension}", "renewal", "log_odds_ratio"
     # only the model's columns: every later step copies rows
+    # imported here: pyfixest (which it imports) is not needed to load cached results
+    from analysis.models.renewal import FE, drop_uninformative
+
     data = design.complete_rows(renewals[[*WEIGHTS, "renewed", *FE]].assign(group=groups),
                                 ["renewed", "team_id", "end_quarter", "group"])
     data, _ = drop_uninformative(data)
@@ -397,6 +398,8 @@ def _scope_fit(work: pd.DataFrame, weights: str):
     if len(work) <= n_fe + len(split) + len(controls):
         # too few rows for the fixed effects (pyfixest's demeaning can abort on it)
         return None, None, 0, f"not estimable: {len(work)} rows for {n_fe} fixed effects"
+    import pyfixest as pf
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -415,8 +418,10 @@ def _scope_fit(work: pd.DataFrame, weights: str):
     return coef, cov, int(fit._N), ""
 
 
-#: The ``renewal_table`` columns :func:`heterogeneity` uses.
-RENEWAL_COLUMNS = (*WEIGHTS, "renewed", *FE, "tenure_days", "segment", "plan_id")
+#: The ``renewal_table`` columns :func:`heterogeneity` uses (the renewal fixed effects
+#: ``analysis.models.renewal.FE`` among them).
+RENEWAL_COLUMNS = (*WEIGHTS, "renewed", "team_id", "end_quarter", "tenure_days", "segment",
+                   "plan_id")
 
 
 def subgroup_effects(prepared, **kwargs) -> pd.DataFrame:

@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyfixest as pf
 from scipy import stats
 from scipy.special import expit
 from statsmodels.genmod import families
@@ -47,7 +46,6 @@ from analysis.decision.heterogeneity import (logit_newton, sparse_cr1, sparse_de
                                              team_fe_logit, unidentified)
 from analysis.errors import ParameterError
 from analysis.models.jackknife import JACKKNIFE_MAX_CLUSTERS
-from analysis.models.renewal import drop_uninformative
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +135,8 @@ def churn_cells(episodes: pd.DataFrame | Iterable[pd.DataFrame], x0: float,
 
 def renewal_data(renewals: pd.DataFrame, x0: float) -> pd.DataFrame:
     """Renewal decisions with a plan, uninformative teams/quarters dropped, regressors added."""
+    from analysis.models.renewal import drop_uninformative  # imports pyfixest
+
     data = renewals.dropna(subset=list(WEIGHTS)).reset_index(drop=True)
     data, _ = drop_uninformative(data)
     data = data.reset_index(drop=True)
@@ -259,6 +259,8 @@ def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = 
     columns = [y, *rhs, *(c for c in (offset, weights) if c), *fixed, "team_id"]
     data = data[[c for c in dict.fromkeys(columns) if c in data.columns]]
     formula = f"{y} ~ " + " + ".join(rhs) + " | " + " + ".join(fixed)
+    import pyfixest as pf  # here: loading a cached trade-off needs no model library
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if offset is not None:
