@@ -201,7 +201,8 @@ def _lifelines_fit(start, stop, event, x, codes, names, beta0=None, *,
     codes = None if codes is None else codes[rows]
     rs = full.subset(rows, stop)
     del full
-    return_free_memory()   # the bookkeeping of every row, before the design is built
+    if design_after:   # the full fit: the bookkeeping of every row, before the design
+        return_free_memory()
     build = x if callable(x) else None
     x = np.asarray(build(rows), float) if build is not None else x[rows]
     init, loglik_start = _starting_point(rs, x, beta0)
