@@ -16,6 +16,9 @@ WEIGHTS = ("w_revenue", "w_new_customers", "w_collection", "w_satisfaction",
 REFERENCE_WEIGHT = "w_revenue"
 #: Non-reference weights: the terms every model reports.
 TERMS = tuple(w for w in WEIGHTS if w != REFERENCE_WEIGHT)
+#: Columns of ``survival_episodes`` the churn models (Cox, Kaplan–Meier, log-rank) read.
+CHURN_EPISODE_COLUMNS = ("customer_id", "team_id", "plan_id", "quarter", "start", "stop",
+                         "event", *WEIGHTS)
 #: An effect is per this much weight moved from the reference to the term.
 EFFECT_PER = 0.10
 #: Outcomes of findings.md, in report order.

@@ -19,7 +19,6 @@ build takes is given back when the child exits, not kept beside the kernels.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
@@ -228,26 +227,6 @@ def prepare(source: str | None = None, quarter: str | None = None,
         _write_index(index_key, key)
     log.info("prepared %s (as of %s) in %.2fs", label, day, time.perf_counter() - t0)
     return prepared
-
-
-def release(p: Prepared) -> Prepared:
-    """``p`` with its tables read from the cache on use, the built tables' memory freed.
-
-    For a long-lived process that prepared a quarter but reads few of its tables: a
-    quarter built from files is already read from the cache on use, one prepared in
-    PostgreSQL holds its tables in memory. (Memory the build used stays with the
-    process: :func:`prepare_in_child` avoids that.)
-    """
-    if p.location is None:
-        return p
-    loaded = _load(p.location)
-    if loaded is None:
-        return p
-    loaded.source_description = p.source_description
-    p.tables, p.derived = {}, {}
-    gc.collect()
-    return_free_memory()
-    return loaded
 
 
 def prepare_in_child(source: str | None = None, quarter: str | None = None,

@@ -64,12 +64,6 @@ class Clock:
 
 
 # ---------------------------------------------------------------- frames on disk
-def save_frames(frames: dict, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, df in frames.items():
-        df.to_parquet(folder / f"{name}.parquet", index=False)
-
-
 def load_frames(folder: Path, names: list[str] | None = None) -> dict:
     import pandas as pd
 
@@ -83,43 +77,66 @@ def meta(work: Path) -> dict:
 
 # ---------------------------------------------------------------- stages
 def stage_load_validate(data: Path, work: Path, clock: Clock) -> dict:
-    """Read the folder source (CSV parse + fingerprint) and validate against the contract."""
+    """Read the folder source (CSV parse + fingerprint) and validate against the contract,
+    each table written to Parquet and dropped as soon as it is checked (as ``prepare``
+    does, so the peak is the product's)."""
     from analysis.prepare import resolve_quarter
     from analysis.sources import open_source
     from analysis.validate import validate
 
     with clock.step("read"):
         raw = open_source(str(data)).read()
-    with clock.step("validate"):
-        validated = validate(raw, raw.as_of)
     quarter = resolve_quarter(None, raw.as_of)
     reps = raw.tables["reps"]
     (work / "meta.json").write_text(json.dumps({
         "quarter": quarter, "as_of": raw.as_of.isoformat(),
         "rows_read": {k: len(v) for k, v in raw.tables.items()},
         "teams": int(reps["team_id"].nunique()), "reps": int(reps["rep_id"].nunique())}))
-    save_frames(validated.tables, work / "validated")
+    del reps
+    folder = work / "validated"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+
+    def keep(name, clean, frame, quarantined) -> None:
+        raw.tables.pop(name, None)
+        clean.to_parquet(folder / f"{name}.parquet", index=False)
+
+    with clock.step("validate"):
+        validated = validate(raw, raw.as_of, on_table=keep)
     quarantined = int(sum(validated.rows_quarantined.values()))
     return {"quarter": quarter, "rows_quarantined": quarantined}
 
 
 def stage_asof_derived(data: Path, work: Path, clock: Clock) -> dict:
-    """Cut the as-of view of the quarter's last day and build every derived table."""
+    """Cut the as-of view of the quarter's last day table by table, then build the
+    derived tables one at a time in DuckDB from the view's Parquet files (as ``prepare``
+    does)."""
+    import pandas as pd
+
     from analysis.asof import as_of_view
-    from analysis.derived import build_all
+    from analysis.derived import build_each
     from analysis.quarters import quarter_end
 
     m = meta(work)
-    tables = load_frames(work / "validated")
+    for sub in ("view", "derived"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+        (work / sub).mkdir(parents=True)
+    files: dict[str, Path] = {}
     with clock.step("as_of_view"):
-        view = as_of_view(tables, quarter_end(m["quarter"]))
-    del tables
+        for path in sorted((work / "validated").glob("*.parquet")):
+            view = as_of_view({path.stem: pd.read_parquet(path)}, quarter_end(m["quarter"]))
+            files[path.stem] = work / "view" / path.name
+            view[path.stem].to_parquet(files[path.stem], index=False)
+            del view
+    rows, quarters = {}, 0
     with clock.step("build_all"):
-        derived = build_all(view, m["quarter"])
-    save_frames(view, work / "view")
-    save_frames(derived, work / "derived")
-    return {"rows": {k: len(v) for k, v in derived.items()},
-            "panel_quarters": int(derived["rep_quarter_panel"]["quarter"].nunique())}
+        for name, table in build_each(files, m["quarter"]):
+            table.to_parquet(work / "derived" / f"{name}.parquet", index=False)
+            rows[name] = len(table)
+            if name == "rep_quarter_panel":
+                quarters = int(table["quarter"].nunique())
+            del table
+    return {"rows": rows, "panel_quarters": quarters}
 
 
 def stage_baseline_panel(data: Path, work: Path, clock: Clock) -> dict:
@@ -149,10 +166,18 @@ def _fit_note(fit) -> dict:
 
 
 def stage_model_churn(data: Path, work: Path, clock: Clock) -> dict:
-    """Stratified Cox model with time-varying plans (+ the KM curves and log-rank test)."""
-    from analysis import models
+    """Stratified Cox model with time-varying plans (+ the KM curves and log-rank test),
+    on the episode columns notebook 20 reads."""
+    from types import SimpleNamespace
 
-    episodes = _derived(work, "survival_episodes")
+    from analysis import config, models
+    from analysis.columns import read_columns
+    from analysis.prepare import LazyFrames
+
+    cached = SimpleNamespace(location=work,
+                             derived=LazyFrames(["survival_episodes"], work / "derived"))
+    episodes = read_columns(cached, "derived", "survival_episodes",
+                            config.CHURN_EPISODE_COLUMNS, categories=True)
     with clock.step("fit_churn"):
         fit = models.fit_churn(episodes)
     with clock.step("km_by_plan"):

@@ -31,7 +31,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from analysis import config, findings, metrics, plots
-from analysis.decision.frames import read_columns
+from analysis.columns import read_columns
 from analysis.prepare import prepare
 from analysis.quarters import quarter_start
 

@@ -32,8 +32,8 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from analysis import config, findings, fit_cache, plots, report_text
+from analysis.columns import read_columns
 from analysis.i18n import Catalogue
-from analysis.models.design import read_derived
 from analysis.prepare import prepare
 
 # %matplotlib inline
@@ -41,9 +41,8 @@ from analysis.prepare import prepare
 run_path = Path(run_dir) if run_dir else config.REPORTS_DIR / "interactive"
 prepared = prepare(source, quarter, as_of)
 # only the columns the models read, ids as categoricals: a quarter of the memory at scale
-episodes = read_derived(prepared, "survival_episodes",
-                        ["customer_id", "team_id", "plan_id", "quarter", "start", "stop",
-                         "event", *config.WEIGHTS])
+episodes = read_columns(prepared, "derived", "survival_episodes",
+                        config.CHURN_EPISODE_COLUMNS, categories=True)
 catalogue = Catalogue(lang)
 term_labels = {t: catalogue.label("terms", t) for t in config.TERMS}
 plan_names = prepared.tables["kpi_plans"].set_index("plan_id")["name"]

@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 from analysis import config
+from analysis.columns import read_columns
 from analysis.models import coxph, design
 from analysis.models.clustered import cluster_sandwich
+from analysis.prepare import LazyFrames
 from analysis.models.survival import (_distinct_designs, _quarter_factor, fit_churn,
                                       km_by_plan, logrank_by_plan)
 from tests.test_models_recovery import make_episodes
 
-COLUMNS = ["customer_id", "team_id", "plan_id", "quarter", "start", "stop", "event",
-           *config.WEIGHTS]
+COLUMNS = list(config.CHURN_EPISODE_COLUMNS)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,9 @@ def test_distinct_designs_equal_the_groupby_of_the_rows(episodes):
 def test_narrow_categorical_read_gives_the_same_churn_results(episodes, tmp_path):
     (tmp_path / "derived").mkdir()
     episodes.to_parquet(tmp_path / "derived" / "survival_episodes.parquet", index=False)
-    narrow = design.read_derived(SimpleNamespace(location=tmp_path), "survival_episodes",
-                                 COLUMNS)
+    cached = SimpleNamespace(location=tmp_path,
+                             derived=LazyFrames(["survival_episodes"], tmp_path / "derived"))
+    narrow = read_columns(cached, "derived", "survival_episodes", COLUMNS, categories=True)
     assert list(narrow.columns) == COLUMNS
     assert all(isinstance(narrow[c].dtype, pd.CategoricalDtype)
                for c in ("customer_id", "team_id", "plan_id", "quarter"))
@@ -87,5 +89,4 @@ def test_narrow_categorical_read_gives_the_same_churn_results(episodes, tmp_path
     pd.testing.assert_frame_equal(logrank_by_plan(narrow), logrank_by_plan(episodes),
                                   check_exact=True)
     with pytest.raises(KeyError, match="no column"):
-        design.read_derived(SimpleNamespace(location=tmp_path), "survival_episodes",
-                            ["not_a_column"])
+        read_columns(cached, "derived", "survival_episodes", ["not_a_column"])

@@ -11,7 +11,7 @@ from analysis import metrics
 from analysis.decision import event_study as es
 from analysis.decision import gaming, heterogeneity
 from analysis.decision import tradeoff_models as tm
-from analysis.decision.frames import read_batches, read_columns
+from analysis.columns import read_batches, read_columns
 from analysis.prepare import LazyFrames, _load, prepare
 
 #: (kind, table, columns) that the notebooks read narrowly.

@@ -41,7 +41,7 @@ TABLE_COLUMNS = {"reps": ("rep_id", "team_id"),
 
 def gaming_tables(prepared) -> dict[str, pd.DataFrame]:
     """The tables :func:`survey_gaming` reads, with only the columns it uses."""
-    from analysis.decision.frames import read_columns
+    from analysis.columns import read_columns
 
     return {name: read_columns(prepared, "tables", name, columns)
             for name, columns in TABLE_COLUMNS.items()}

@@ -429,7 +429,7 @@ def subgroup_effects(prepared, **kwargs) -> pd.DataFrame:
 
     ``kwargs`` are :func:`heterogeneity`'s keywords.
     """
-    from analysis.decision.frames import read_columns
+    from analysis.columns import read_columns
 
     derived = {"renewal_table": read_columns(prepared, "derived", "renewal_table",
                                              RENEWAL_COLUMNS),

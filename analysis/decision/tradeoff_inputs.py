@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.decision.frames import read_batches, read_columns
+from analysis.columns import read_batches, read_columns
 from analysis.quarters import shift_quarter
 
 #: Quarters (ending with the analysed one) over which the objective's inputs are measured.

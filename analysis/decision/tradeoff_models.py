@@ -41,7 +41,7 @@ from statsmodels.genmod import families
 from statsmodels.genmod.generalized_linear_model import GLM
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
-from analysis.decision.frames import read_batches, read_columns
+from analysis.columns import read_batches, read_columns
 from analysis.decision.heterogeneity import (logit_newton, sparse_cr1, sparse_design,
                                              team_fe_logit, unidentified)
 from analysis.errors import ParameterError

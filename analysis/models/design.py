@@ -4,20 +4,17 @@ A term is reported as a number only if the data can identify it: it must vary
 within the fixed effects (or strata) of its model and must not be collinear with
 the other terms once those fixed effects are removed. Both are checked here,
 before any fit, on the regressors with the fixed effects partialled out.
-:func:`read_derived` reads only the columns of a derived table a model uses.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from analysis.config import EFFECT_PER, TERMS, WEIGHTS
-from analysis.memory import return_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -31,39 +28,6 @@ DEMEAN_MAXITER = 2_000
 
 NO_VARIATION = "not estimable: no variation within {fe}"
 COLLINEAR = "not estimable: collinear with {others} after {fe}"
-
-
-def read_derived(prepared, name: str, columns: Sequence[str]) -> pd.DataFrame:
-    """Only ``columns`` of the derived table ``name``, string columns as categoricals.
-
-    Read from the prepared folder's Parquet file when there is one (the table is then
-    never whole in memory), the strings dictionary-encoded with their categories in
-    sorted order; otherwise those columns of ``prepared.derived[name]``. At company
-    scale the survival episodes read this way take a quarter of the memory of the
-    whole table with object strings. The models treat a categorical id as its strings
-    (same codes by first appearance, same sorted levels), so results do not change.
-    """
-    folder = getattr(prepared, "location", None)
-    path = None if folder is None else Path(folder) / "derived" / f"{name}.parquet"
-    if path is None or not path.exists():
-        return prepared.derived[name][list(columns)]
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(path)
-    missing = [c for c in columns if c not in schema.names]
-    if missing:
-        raise KeyError(f"{name} has no column(s) {', '.join(missing)}")
-    strings = [c for c in columns if pa.types.is_string(schema.field(c).type)
-               or pa.types.is_large_string(schema.field(c).type)]
-    table = pq.read_table(path, columns=list(columns), read_dictionary=strings)
-    # one block per column, numeric columns without a copy of Arrow's buffers
-    frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    return_free_memory()   # the decoding buffers Arrow and the heap keep
-    for c in strings:
-        frame[c] = frame[c].cat.reorder_categories(sorted(frame[c].cat.categories))
-    return frame
 
 
 def complete_rows(df: pd.DataFrame, columns: Sequence[str] = ()) -> pd.DataFrame:
