@@ -118,11 +118,17 @@ class TreeSampler:
             self._stop.wait(self.interval)
 
     def _label(self, p) -> str:
-        """The notebook a kernel runs, else the process name (same names share a peak)."""
+        """The notebook a kernel runs, else the process name (same names share a peak).
+
+        Only a notebook label is kept: a kernel seen between fork and exec still has the
+        runner's name and environment, and is named again on the next sample."""
         if p.pid not in self._labels:
             from analysis.findings import WRITER_ENV
 
-            self._labels[p.pid] = p.environ().get(WRITER_ENV) or p.name()
+            notebook = p.environ().get(WRITER_ENV)
+            if not notebook:
+                return p.name()
+            self._labels[p.pid] = notebook
         return self._labels[p.pid]
 
     def stop(self) -> None:
