@@ -126,8 +126,10 @@ class TreeSampler:
             from analysis.findings import WRITER_ENV
 
             notebook = p.environ().get(WRITER_ENV)
-            if not notebook:
-                return p.name()
+            if not notebook:  # a child of the runner with its name: its prepare child
+                parent = p.parent()
+                child = parent is not None and parent.name() == p.name()
+                return p.name() + (" (child)" if child else "")
             self._labels[p.pid] = notebook
         return self._labels[p.pid]
 
