@@ -418,6 +418,7 @@ def _write_build(raw, quarter: str, day: date, key: bytes | None, out: Path) -> 
     files: dict[str, Path] = {}
     used: dict[str, int] = {}
     visible: list[np.ndarray] = []
+    pseudonyms: dict[str, dict[str, str]] = {}  # ids of every table, for the clash check
 
     def keep(name: str, clean: pd.DataFrame, frame: pd.DataFrame, q: pd.DataFrame) -> None:
         visible.append(_visible_rows(name, frame, q, last_day))
@@ -425,7 +426,7 @@ def _write_build(raw, quarter: str, day: date, key: bytes | None, out: Path) -> 
         if key is not None:
             from .privacy import pseudonymise_tables
 
-            clean = pseudonymise_tables({name: clean}, key)[name]
+            clean = pseudonymise_tables({name: clean}, key, seen=pseudonyms)[name]
         view = as_of_view({name: clean}, last_day)[name]
         del clean
         files[name] = out / "tables" / f"{name}.parquet"

@@ -97,7 +97,9 @@ def pseudonymise(value: str, key: bytes, *, prefix: str = "") -> str:
 
 
 def pseudonymise_tables(tables: Mapping[str, pd.DataFrame], key: bytes, *,
-                        columns: Mapping[str, str] = ID_PREFIX) -> dict[str, pd.DataFrame]:
+                        columns: Mapping[str, str] = ID_PREFIX,
+                        seen: dict[str, dict[str, str]] | None = None
+                        ) -> dict[str, pd.DataFrame]:
     """Every table with its rep and customer identifiers replaced by pseudonyms.
 
     Parameters
@@ -108,6 +110,9 @@ def pseudonymise_tables(tables: Mapping[str, pd.DataFrame], key: bytes, *,
         Secret key.
     columns : mapping of column name to prefix
         Which columns to replace (default ``ID_PREFIX``).
+    seen : the ids already pseudonymised by earlier calls, by prefix (updated); for a
+        caller that pseudonymises one table at a time, so that the check below covers
+        the ids of every table.
 
     Returns
     -------
@@ -119,7 +124,7 @@ def pseudonymise_tables(tables: Mapping[str, pd.DataFrame], key: bytes, *,
     ParameterError
         On the (astronomically unlikely) event that two ids share a pseudonym.
     """
-    mapping: dict[str, dict[str, str]] = {}
+    mapping: dict[str, dict[str, str]] = {} if seen is None else seen
     out = {}
     for name, df in tables.items():
         df = df.copy()

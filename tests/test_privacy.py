@@ -82,6 +82,21 @@ def test_tables_are_mapped_consistently_and_no_raw_id_is_left(validated):
         out["reps"]["rep_id"].tolist()
 
 
+def test_a_clash_between_tables_pseudonymised_one_at_a_time_is_an_error(monkeypatch):
+    import analysis.privacy as privacy
+
+    monkeypatch.setattr(privacy, "pseudonymise", lambda v, key, prefix="": prefix + "same")
+    seen: dict[str, dict[str, str]] = {}
+    pseudonymise_tables({"reps": pd.DataFrame({"rep_id": ["R1"]})}, KEY, seen=seen)
+    with pytest.raises(ParameterError, match="share"):
+        pseudonymise_tables({"deals": pd.DataFrame({"rep_id": ["R1", None]}),
+                             "surveys": pd.DataFrame({"rep_id": ["R2"]})}, KEY, seen=seen)
+    # R1 in a later table is the same id, not a clash
+    seen = {}
+    pseudonymise_tables({"reps": pd.DataFrame({"rep_id": ["R1"]})}, KEY, seen=seen)
+    pseudonymise_tables({"deals": pd.DataFrame({"rep_id": ["R1"]})}, KEY, seen=seen)
+
+
 def test_quarantine_ids_are_pseudonymised():
     q = pd.DataFrame({"table": ["reps", "deals", "customers"], "row": [1, 2, 3],
                       "id": ["R1", "D2", "C3"], "column": ["hire_date", "rep_id", "segment"],
