@@ -296,8 +296,11 @@ def _prepare_child(send, parent: int, source, quarter, as_of, fresh: bool,
     import signal
     import traceback
 
-    for sig in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers: just stop
-        signal.signal(sig, signal.SIG_DFL)
+    def stop(signum: int, frame) -> None:
+        raise SystemExit(128 + signum)  # unwinds, so the unfinished cache folder is removed
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # not the parent's handlers
+        signal.signal(sig, stop)
     try:  # Linux: stop when the parent dies (killed while waiting for this child)
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):

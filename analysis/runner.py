@@ -311,8 +311,13 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     src = source_parameter(source)
     # prepared in a child process, so this one stays small while the kernels run (they
     # read the prepared cache); meanwhile this one imports what executing needs
-    prepared = prepare_in_child(src or None, quarter, as_of, fresh=True,
-                                pseudonymise=pseudonymise, poll=_warm_up)
+    try:
+        with _terminate_as_interrupt():
+            prepared = prepare_in_child(src or None, quarter, as_of, fresh=True,
+                                        pseudonymise=pseudonymise, poll=_while_preparing)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the child stopped, nothing cached
+        raise RunInterrupted("interrupted while preparing the inputs; nothing was run",
+                             exit_code=getattr(e, "exit_code", EXIT_INTERRUPTED)) from None
     out = Path(out or config.REPORTS_DIR).resolve()
     run_id = datetime.now(tz=timezone.utc).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}"
     staging = out / ".staging" / f"{prepared.quarter}-{run_id}"
@@ -364,6 +369,12 @@ def run(source: str | None = None, quarter: str | None = None, as_of: str | None
     if not index.exists():
         log.warning("the run wrote no index.html (is 90_quarterly_report among the notebooks?)")
     return index
+
+
+def _while_preparing() -> None:
+    """Polled while the inputs are prepared: warm up, and stop on Ctrl-C or SIGTERM."""
+    _warm_up()
+    _raise_if_stopped()
 
 
 @functools.lru_cache(maxsize=1)

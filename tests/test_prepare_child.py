@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -69,6 +72,50 @@ def test_a_stop_while_preparing_ends_the_child(sample_dir, tmp_path, monkeypatch
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.name.endswith("-2025-12-31-" + prep.code_version()[:10])
                                          for p in cache.iterdir())
+
+
+def _slow_build(raw, quarter, day, key, out) -> None:
+    (out / "started").touch()
+    time.sleep(60)
+
+
+def test_a_child_stopped_while_writing_leaves_no_unfinished_folder(sample_dir, tmp_path,
+                                                                   monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv(prep.CACHE_ENV, str(cache))
+    monkeypatch.setattr(prep, "_write_build", _slow_build)  # the forked child inherits it
+
+    def stop() -> None:
+        if any(cache.glob(".*/started")):
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        prep.prepare_in_child(str(sample_dir), "2025Q4", "2025-12-31", fresh=True, poll=stop)
+    assert time.monotonic() - t0 < 30
+    assert not list(cache.glob(".*"))  # the child removed its unfinished folder
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signal handlers are installed in the main thread only")
+def test_sigterm_while_preparing_stops_the_run_before_anything_runs(sample_dir, tmp_path,
+                                                                    monkeypatch):
+    from analysis import runner
+
+    cache, out = tmp_path / "cache", tmp_path / "reports"
+    monkeypatch.setenv(prep.CACHE_ENV, str(cache))
+    monkeypatch.setattr(prep, "_write_build", _slow_build)
+
+    def terminate_once_started() -> None:
+        while not any(cache.glob(".*/started")):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_started, daemon=True).start()
+    with pytest.raises(runner.RunInterrupted, match="while preparing") as stopped:
+        runner.run(str(sample_dir), "2025Q4", "2025-12-31", out=str(out))
+    assert stopped.value.exit_code == runner.EXIT_TERMINATED
+    assert not list(cache.glob(".*")) and not out.exists()
 
 
 def test_build_without_a_folder_returns_the_tables_in_memory(sample_dir, tmp_path,
