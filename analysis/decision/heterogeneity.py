@@ -400,8 +400,10 @@ def _scope_fit(work: pd.DataFrame, weights: str):
         return None, None, 0, f"not estimable: {len(work)} rows for {n_fe} fixed effects"
     import pyfixest as pf
 
+    from analysis.models.fe_order import formula_fe_order
+
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), formula_fe_order():
             warnings.simplefilter("ignore")
             fit = pf.feols("y ~ " + " + ".join(split + controls) + " | rep_id + quarter",
                            data=work.reset_index(drop=True), vcov={"CRV1": "team_id"},

@@ -261,7 +261,9 @@ def _pyfixest(outcome: str, data: pd.DataFrame, rhs: list[str], *, fast: bool = 
     formula = f"{y} ~ " + " + ".join(rhs) + " | " + " + ".join(fixed)
     import pyfixest as pf  # here: loading a cached trade-off needs no model library
 
-    with warnings.catch_warnings():
+    from analysis.models.fe_order import formula_fe_order
+
+    with warnings.catch_warnings(), formula_fe_order():
         warnings.simplefilter("ignore")
         if offset is not None:
             return pf.fepois(formula, data=data, offset=offset, **opts)
@@ -294,10 +296,12 @@ class PoissonRefits:
         if key not in self._models:
             from pyfixest.estimation.formula.model_matrix import create_model_matrix
 
+            from analysis.models.fe_order import formula_fe_order
+
             y, offset, _ = PYFIXEST_COLUMNS[self.outcome]
             template = _pyfixest(self.outcome, self.data, rhs, fast=True)
             columns = dict.fromkeys([y, *rhs, offset, *FIXED_EFFECTS[self.outcome]])
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), formula_fe_order():
                 warnings.simplefilter("ignore")
                 mm = create_model_matrix(formula=template.FixestFormula,
                                          data=self.data[list(columns)].copy(), offset=offset)

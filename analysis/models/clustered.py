@@ -182,7 +182,9 @@ class WildTest:
         frame = self.frame.assign(_y=self.y - (b0 * self.frame[term] if term else 0.0))
         import pyfixest as pf
 
-        with warnings.catch_warnings():
+        from analysis.models.fe_order import formula_fe_order
+
+        with warnings.catch_warnings(), formula_fe_order():
             warnings.simplefilter("ignore")
             return pf.feols("_y ~ " + self.rhs, data=frame, vcov={"CRV1": self.cluster})
 

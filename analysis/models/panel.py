@@ -45,6 +45,7 @@ from analysis.models import design
 from analysis.models.clustered import (WILD_COMPARE_MAX_CLUSTERS, WILD_COMPARE_REPS,
                                        WILD_MIN_CLUSTERS, WILD_REPS, WildTest,
                                        wild_cluster_ci)
+from analysis.models.fe_order import formula_fe_order
 from analysis.models.jackknife import (JACKKNIFE_MAX_CLUSTERS, Jackknife, RefitFailed,
                                        cr1_note, cr3_note, failed_note, identified_without,
                                        jackknife, missing_note, single_threaded_blas,
@@ -159,7 +160,7 @@ def fit_complaints(panel: pd.DataFrame, *, min_clusters: int = MIN_CLUSTERS,
     fit, failure = None, ""
     if keep:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), formula_fe_order():
                 warnings.simplefilter("ignore")
                 fit = pf.fepois(_fml(keep), data=work, offset="log_exposure",
                                 vcov={"CRV1": "team_id"})
@@ -226,7 +227,7 @@ def fit_linear(panel: pd.DataFrame, outcome: LinearOutcome, *,
     fit, failure = None, ""
     if keep:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), formula_fe_order():
                 warnings.simplefilter("ignore")
                 fit = pf.feols(_fml(keep), data=work, weights=wcol, vcov={"CRV1": "team_id"})
         except FIT_ERRORS as exc:
@@ -328,7 +329,7 @@ class _Refits:
         self.template, self.arrays = None, None
         try:
             self.template = self.call(data)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), formula_fe_order():
                 warnings.simplefilter("ignore")
                 mm = create_model_matrix(formula=self.template.FixestFormula,
                                          data=data.copy(), weights=weights, offset=offset)
@@ -342,7 +343,7 @@ class _Refits:
 
     def call(self, data: pd.DataFrame):
         """The library call itself on ``data`` (errors propagate)."""
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), formula_fe_order():
             warnings.simplefilter("ignore")
             if self.offset is not None:
                 return pf.fepois(self.fml, data=data, offset=self.offset, vcov="iid")
@@ -409,7 +410,7 @@ def _linear_cr3(fit, used: pd.DataFrame, keep: list[str], wcol: str | None) -> J
     identified = identified_without(used[keep], design.factor_codes(used["rep_id"]), teams)
     if any(len(v) < len(keep) for v in identified.values()):
         def refit(rows, terms):
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), formula_fe_order():
                 warnings.simplefilter("ignore")
                 m = pf.feols(_fml(terms), data=used.loc[rows], weights=wcol, vcov="iid")
             return m.coef().reindex(terms)
