@@ -14,8 +14,9 @@ statsmodels and lifelines: seconds of a kernel's start).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from analysis.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from analysis.decision.claims import claims_ledger, headline_effects  # noqa: F401
@@ -41,14 +42,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

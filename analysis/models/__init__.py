@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analysis.lazy import lazy_attributes
+
 if TYPE_CHECKING:
     from analysis.models.tidy import EFFECT_COLUMNS, SUMMARY_COLUMNS, ModelFit, ModelResults
     from analysis.models.panel import fit_complaints, fit_linear
@@ -38,19 +40,7 @@ TABLES = {"churn": "survival_episodes", "renewal": "renewal_table",
           "panel": "rep_quarter_panel"}
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)
 
 
 def fit_effects(derived: dict[str, pd.DataFrame]) -> ModelResults:
